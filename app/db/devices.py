@@ -1,0 +1,71 @@
+"""Devices and their commands."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+
+@dataclass(frozen=True)
+class Command:
+    charge: bool
+    fill: bool
+    flush: float | None
+    interval_s: int
+
+    def as_json(self) -> dict[str, Any]:
+        return {"charge": self.charge, "fill": self.fill, "flush": self.flush, "interval_s": self.interval_s}
+
+
+async def register_device(pool: asyncpg.Pool, device_id: uuid.UUID, metadata: dict[str, Any] | None) -> bool:
+    """Register the device or record its login; return True when it is new. Metadata is replaced when given."""
+    created: bool = await pool.fetchval(
+        """
+        INSERT INTO device AS d (id, metadata) VALUES ($1, coalesce($2::jsonb, '{}'::jsonb))
+        ON CONFLICT (id) DO UPDATE
+            SET last_login_at = now(), metadata = coalesce($2::jsonb, d.metadata)
+        RETURNING (xmax = 0)
+        """,
+        device_id,
+        metadata,
+    )
+    return created
+
+
+async def device_exists(pool: asyncpg.Pool, device_id: uuid.UUID) -> bool:
+    found: bool = await pool.fetchval("SELECT EXISTS (SELECT 1 FROM device WHERE id = $1)", device_id)
+    return found
+
+
+async def pending_command(pool: asyncpg.Pool, device_id: uuid.UUID) -> Command | None:
+    row = await pool.fetchrow("SELECT charge, fill, flush, interval_s FROM command WHERE device_id = $1", device_id)
+    return None if row is None else Command(row["charge"], row["fill"], row["flush"], row["interval_s"])
+
+
+async def set_command(pool: asyncpg.Pool, device_id: uuid.UUID, command: Command) -> bool:
+    """Store the device's standing command; False when the device is not registered."""
+    stored = await pool.fetchval(
+        """
+        INSERT INTO command (device_id, charge, fill, flush, interval_s)
+        SELECT id, $2, $3, $4, $5 FROM device WHERE id = $1
+        ON CONFLICT (device_id) DO UPDATE
+            SET charge = EXCLUDED.charge, fill = EXCLUDED.fill, flush = EXCLUDED.flush,
+                interval_s = EXCLUDED.interval_s, updated_at = now()
+        RETURNING true
+        """,
+        device_id,
+        command.charge,
+        command.fill,
+        command.flush,
+        command.interval_s,
+    )
+    return bool(stored)
+
+
+async def clear_command(pool: asyncpg.Pool, device_id: uuid.UUID) -> bool:
+    """Remove the standing command (the device falls back to the fleet default); False when there was none."""
+    removed = await pool.fetchval("DELETE FROM command WHERE device_id = $1 RETURNING true", device_id)
+    return bool(removed)

@@ -1,0 +1,114 @@
+"""The migration runner: numbered SQL files applied in order, recorded in `schema_migrations`.
+
+Each file runs in its own transaction under a session advisory lock, so two migrators started at once apply
+every file exactly once. A file whose checksum differs from the one recorded when it was applied stops the
+run: applied migrations are history, and a changed file means the code and the database disagree.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from app.db import Connection
+
+# Arbitrary but fixed: the advisory lock key all fleetbed migrators share ("fleetbed" in ASCII).
+MIGRATION_LOCK_KEY = 0x666C656574626564
+_FILE_NAME = re.compile(r"(\d{3,})_([a-z0-9_]+)\.sql")
+
+
+class MigrationError(RuntimeError):
+    """The database's migration history does not match the files; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+    checksum: str
+
+
+def migrations_dir() -> Path:
+    packaged = Path(__file__).resolve().parent.parent / "_migrations"
+    if packaged.is_dir():
+        return packaged
+    return Path(__file__).resolve().parent.parent.parent / "migrations"
+
+
+def load_migrations(directory: Path | None = None) -> list[Migration]:
+    directory = directory or migrations_dir()
+    found: list[Migration] = []
+    for path in sorted(directory.glob("*.sql")):
+        match = _FILE_NAME.fullmatch(path.name)
+        if not match:
+            raise MigrationError(f"{path.name}: migration files must be named NNN_name.sql")
+        data = path.read_bytes()
+        found.append(Migration(int(match[1]), match[2], data.decode(), hashlib.sha256(data).hexdigest()))
+    versions = [m.version for m in found]
+    if len(set(versions)) != len(versions):
+        raise MigrationError(f"two migration files share a version number in {directory}")
+    return found
+
+
+_CREATE_TABLE = """
+CREATE TABLE IF NOT EXISTS schema_migrations (
+    version    integer PRIMARY KEY,
+    name       text NOT NULL,
+    checksum   text NOT NULL,
+    applied_at timestamptz NOT NULL DEFAULT now()
+)
+"""
+
+
+async def applied_migrations(conn: Connection) -> dict[int, str]:
+    """version -> checksum of what the database has applied ({} when it never ran a migration)."""
+    exists = await conn.fetchval("SELECT to_regclass('schema_migrations') IS NOT NULL")
+    if not exists:
+        return {}
+    rows = await conn.fetch("SELECT version, checksum FROM schema_migrations")
+    return {row["version"]: row["checksum"] for row in rows}
+
+
+def check_history(known: list[Migration], applied: dict[int, str]) -> list[Migration]:
+    """Return the migrations still to apply; raise if an applied file changed or is unknown to this code."""
+    by_version = {m.version: m for m in known}
+    unknown = sorted(set(applied) - set(by_version))
+    if unknown:
+        raise MigrationError(f"the database has migrations this fleetbed does not know ({unknown}); upgrade fleetbed")
+    for version, checksum in applied.items():
+        migration = by_version[version]
+        if migration.checksum != checksum:
+            raise MigrationError(
+                f"migration {version:03d}_{migration.name}.sql changed after it was applied; "
+                "restore the original file and put the change in a new migration"
+            )
+    return [m for m in known if m.version not in applied]
+
+
+async def migrate(conn: Connection, known: list[Migration] | None = None) -> list[Migration]:
+    """Apply every pending migration; return what was applied (empty when the database was current)."""
+    known = load_migrations() if known is None else known
+    await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK_KEY)
+    try:
+        await conn.execute(_CREATE_TABLE)
+        pending = check_history(known, await applied_migrations(conn))
+        for migration in pending:
+            async with conn.transaction():
+                await conn.execute(migration.sql)
+                await conn.execute(
+                    "INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
+                    migration.version,
+                    migration.name,
+                    migration.checksum,
+                )
+        return pending
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK_KEY)
+
+
+async def pending_migrations(conn: Connection, known: list[Migration]) -> list[Migration]:
+    """What `migrate` would apply; raises `MigrationError` when the history does not match the files."""
+    return check_history(known, await applied_migrations(conn))

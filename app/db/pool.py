@@ -1,0 +1,51 @@
+"""The asyncpg pool and what the service learns about its database at startup."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import asyncpg
+import orjson
+
+from app.db import Connection
+
+
+async def _init_connection(conn: Connection) -> None:
+    await conn.set_type_codec(
+        "jsonb",
+        schema="pg_catalog",
+        encoder=lambda value: orjson.dumps(value).decode(),
+        decoder=orjson.loads,
+    )
+
+
+async def create_pool(dsn: str, min_size: int, max_size: int, timeout_s: float) -> asyncpg.Pool:
+    pool = await asyncpg.create_pool(
+        dsn,
+        min_size=min_size,
+        max_size=max_size,
+        timeout=timeout_s,
+        command_timeout=max(timeout_s * 6, 30.0),
+        init=_init_connection,
+        # The schema is fixed while the service runs; statement cache stays on.
+        max_inactive_connection_lifetime=300,
+    )
+    assert pool is not None
+    return pool
+
+
+@dataclass(frozen=True)
+class DatabaseLayout:
+    """Facts read once at startup that choose between the TimescaleDB and plain PostgreSQL paths."""
+
+    timescaledb_version: str | None
+    maintains_hourly_rollup: bool
+
+
+async def read_layout(conn: Connection) -> DatabaseLayout:
+    version = await conn.fetchval("SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'")
+    relkind = await conn.fetchval(
+        "SELECT c.relkind::text FROM pg_class c WHERE c.oid = to_regclass('measurement_hourly')"
+    )
+    # A plain table is the rollup the ingest path keeps; a view is TimescaleDB's continuous aggregate.
+    return DatabaseLayout(timescaledb_version=version, maintains_hourly_rollup=relkind == "r")

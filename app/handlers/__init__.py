@@ -1,0 +1,1 @@
+"""HTTP handlers: parse and validate, call the data layer, answer JSON."""

@@ -1,0 +1,109 @@
+"""Device endpoints: log in, poll for the command, post measurements."""
+
+from __future__ import annotations
+
+import math
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import web
+
+from app.auth import require_device
+from app.db.devices import Command, pending_command, register_device
+from app.db.measurements import store_readings
+from app.errors import FieldProblem, Forbidden, InvalidFields, Unauthorized
+from app.keys import LAYOUT, METRICS, POOL, SETTINGS
+from app.request_body import read_json
+from app.responses import json_response
+from app.settings import Settings
+from app.tokens import issue_device_token, tokens_equal
+from app.validation import parse_measurements, parse_uuid, reject_unknown, require_object
+
+LOGIN_FIELDS = frozenset({"device_id", "enroll_key", "metadata"})
+MAX_METADATA_KEYS = 32
+MAX_METADATA_KEY_CHARS = 64
+MAX_METADATA_TEXT_CHARS = 256
+
+
+def default_command(settings: Settings) -> Command:
+    return Command(charge=False, fill=False, flush=None, interval_s=settings.default_interval_s)
+
+
+def parse_metadata(value: object) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise InvalidFields([FieldProblem("metadata", "must be an object of short strings, numbers or booleans")])
+    if len(value) > MAX_METADATA_KEYS:
+        raise InvalidFields([FieldProblem("metadata", f"must have at most {MAX_METADATA_KEYS} keys")])
+    problems = []
+    for key, item in value.items():
+        path = f"metadata.{key[:MAX_METADATA_KEY_CHARS]}"
+        if len(key) > MAX_METADATA_KEY_CHARS:
+            problems.append(FieldProblem(path, f"key must be at most {MAX_METADATA_KEY_CHARS} characters"))
+        elif isinstance(item, str):
+            if len(item) > MAX_METADATA_TEXT_CHARS or "\x00" in item:
+                problems.append(FieldProblem(path, f"must be at most {MAX_METADATA_TEXT_CHARS} characters, no NUL"))
+        elif isinstance(item, float) and not math.isfinite(item):
+            problems.append(FieldProblem(path, "must be finite"))
+        elif item is not None and not isinstance(item, bool | int | float):
+            problems.append(FieldProblem(path, "must be a string, number, boolean or null"))
+        elif isinstance(item, int) and not isinstance(item, bool) and abs(item) > 2**53:
+            problems.append(FieldProblem(path, "integers must fit in a double (|n| <= 2^53)"))
+        if "\x00" in key:
+            problems.append(FieldProblem("metadata", "keys must not contain NUL"))
+    if problems:
+        raise InvalidFields(problems)
+    return value
+
+
+async def login(request: web.Request) -> web.Response:
+    settings = request.app[SETTINGS]
+    document = await read_json(request, allow_empty=True)
+    body = {} if document is None else require_object(document, "the login request")
+    reject_unknown(body, LOGIN_FIELDS)
+    if settings.enroll_key is not None:
+        given = body.get("enroll_key")
+        if given is None:
+            raise Unauthorized("this fleet is closed: send the enrolment key as enroll_key")
+        if not isinstance(given, str) or not tokens_equal(given, settings.enroll_key):
+            raise Forbidden("wrong enrolment key")
+    device_id = parse_uuid(body["device_id"], "device_id") if body.get("device_id") is not None else uuid.uuid4()
+    metadata = parse_metadata(body["metadata"]) if body.get("metadata") is not None else None
+    created = await register_device(request.app[POOL], device_id, metadata)
+    request.app[METRICS].logins.labels(str(created).lower()).inc()
+    token = issue_device_token(settings.secret, device_id, settings.token_ttl_s)
+    return json_response(
+        {
+            "device_id": str(device_id),
+            "token": token.token,
+            "expires_at": datetime.fromtimestamp(token.expires_at, UTC).isoformat(),
+            "created": created,
+        }
+    )
+
+
+async def get_command(request: web.Request) -> web.Response:
+    settings = request.app[SETTINGS]
+    device_id = require_device(request, settings)
+    command = await pending_command(request.app[POOL], device_id)
+    return json_response((command or default_command(settings)).as_json())
+
+
+async def post_measurement(request: web.Request) -> web.Response:
+    settings = request.app[SETTINGS]
+    device_id = require_device(request, settings)
+    readings = parse_measurements(await read_json(request), settings.max_batch)
+    metrics = request.app[METRICS]
+    started = time.perf_counter()
+    result = await store_readings(
+        request.app[POOL],
+        [device_id] * len(readings),
+        readings,
+        maintain_rollup=request.app[LAYOUT].maintains_hourly_rollup,
+    )
+    metrics.query_duration.labels("store_readings").observe(time.perf_counter() - started)
+    metrics.readings_received.inc(result.received)
+    metrics.readings_stored.inc(result.inserted)
+    metrics.ingest_batch_size.observe(result.received)
+    return json_response({"accepted": result.received, "duplicates": result.duplicates}, status=201)

@@ -1,0 +1,72 @@
+"""Operator endpoints: standing commands for devices."""
+
+from __future__ import annotations
+
+import math
+import uuid
+
+from aiohttp import web
+
+from app.auth import require_operator
+from app.db.devices import Command, clear_command, device_exists, set_command
+from app.errors import BadRequest, FieldProblem, InvalidFields, NotFound
+from app.handlers.devices import default_command
+from app.keys import POOL, SETTINGS
+from app.request_body import read_json
+from app.responses import json_response
+from app.validation import reject_unknown, require_object
+
+COMMAND_FIELDS = frozenset({"charge", "fill", "flush", "interval_s"})
+MAX_INTERVAL_S = 86_400
+
+
+def path_device_id(request: web.Request) -> uuid.UUID:
+    raw = request.match_info["device_id"]
+    try:
+        return uuid.UUID(raw)
+    except ValueError:
+        raise BadRequest(f"{raw[:64]!r} is not a device id; use the UUID returned by POST /login") from None
+
+
+def parse_command(document: object, default: Command) -> Command:
+    """A full or partial command; fields left out take the fleet default."""
+    body = require_object(document, "a command")
+    reject_unknown(body, COMMAND_FIELDS)
+    problems: list[FieldProblem] = []
+    charge = body.get("charge", default.charge)
+    fill = body.get("fill", default.fill)
+    flush = body.get("flush", default.flush)
+    interval_s = body.get("interval_s", default.interval_s)
+    for name, value in (("charge", charge), ("fill", fill)):
+        if not isinstance(value, bool):
+            problems.append(FieldProblem(name, "must be true or false"))
+    if flush is not None and (
+        isinstance(flush, bool) or not isinstance(flush, int | float) or not math.isfinite(flush)
+        or not 0 <= flush <= 100
+    ):  # fmt: skip
+        problems.append(FieldProblem("flush", "must be null or a number between 0 and 100 (percent of the tank)"))
+    if isinstance(interval_s, bool) or not isinstance(interval_s, int) or not 1 <= interval_s <= MAX_INTERVAL_S:
+        problems.append(FieldProblem("interval_s", f"must be an integer between 1 and {MAX_INTERVAL_S}"))
+    if problems:
+        raise InvalidFields(problems)
+    return Command(charge, fill, None if flush is None else float(flush), interval_s)
+
+
+async def put_command(request: web.Request) -> web.Response:
+    settings = request.app[SETTINGS]
+    require_operator(request, settings)
+    device_id = path_device_id(request)
+    command = parse_command(await read_json(request), default_command(settings))
+    if not await set_command(request.app[POOL], device_id, command):
+        raise NotFound(f"device {device_id} is not registered; devices register with POST /login")
+    return json_response(command.as_json())
+
+
+async def delete_command(request: web.Request) -> web.Response:
+    settings = request.app[SETTINGS]
+    require_operator(request, settings)
+    device_id = path_device_id(request)
+    pool = request.app[POOL]
+    if not await clear_command(pool, device_id) and not await device_exists(pool, device_id):
+        raise NotFound(f"device {device_id} is not registered; devices register with POST /login")
+    return json_response(default_command(settings).as_json())

@@ -1,0 +1,17 @@
+"""Typed keys for everything the app shares between handlers."""
+
+from __future__ import annotations
+
+import asyncpg
+from aiohttp import web
+
+from app.db.migrations import Migration
+from app.db.pool import DatabaseLayout
+from app.metrics import ServiceMetrics
+from app.settings import Settings
+
+SETTINGS = web.AppKey("settings", Settings)
+METRICS = web.AppKey("metrics", ServiceMetrics)
+POOL = web.AppKey("pool", asyncpg.Pool)
+LAYOUT = web.AppKey("layout", DatabaseLayout)
+MIGRATIONS = web.AppKey("migrations", list[Migration])

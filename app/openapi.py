@@ -1,0 +1,349 @@
+"""The OpenAPI 3.1 description of the HTTP API, served at GET /openapi.json.
+
+Kept next to the validation rules it describes (`app.validation`), from which the numeric ranges are taken.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from app import __version__
+from app.validation import NUMERIC_FIELDS
+
+_MEASUREMENT_DESCRIPTIONS = {
+    "time": "When the reading was taken: RFC 3339 with an offset, at most 5 minutes in the future.",
+    "charge_now": "Battery charge now, 0..charge_full.",
+    "charge_full": "Battery charge when full (> 0).",
+    "charge_rate": "Charge change per hour (negative while discharging).",
+    "ambient_temp": "Air temperature around the device, degC.",
+    "water_temp": "Water temperature, degC.",
+    "water_level": "Fill level, percent of the tank (0..100).",
+}
+
+
+def _measurement_schema() -> dict[str, Any]:
+    properties: dict[str, Any] = {
+        "time": {"type": "string", "format": "date-time", "description": _MEASUREMENT_DESCRIPTIONS["time"]}
+    }
+    for name, (kind, low, high) in NUMERIC_FIELDS.items():
+        properties[name] = {
+            "type": "integer" if kind == "int" else "number",
+            "minimum": low,
+            "maximum": high,
+            "description": _MEASUREMENT_DESCRIPTIONS[name],
+        }
+    return {
+        "type": "object",
+        "required": list(properties),
+        "additionalProperties": False,
+        "properties": properties,
+    }
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    }
+
+
+def _ok(description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+_AUTH_ERRORS = {
+    "401": _error("No token, or a forged, tampered, truncated or expired one."),
+    "403": _error("A valid token of the wrong role."),
+}
+_DB_ERRORS = {"503": _error("The database is unavailable or the service is shedding load; see Retry-After.")}
+_BODY_ERRORS = {
+    "400": _error("The body is not valid JSON or not the expected shape."),
+    "413": _error("The body is over the size limit."),
+    "415": _error("The body is not application/json."),
+    "422": _error("Fields are missing, unknown or out of range; `fields` lists them."),
+}
+_COMMAND = {
+    "type": "object",
+    "required": ["charge", "fill", "flush", "interval_s"],
+    "properties": {
+        "charge": {"type": "boolean", "description": "Charge the battery during the next interval."},
+        "fill": {"type": "boolean", "description": "Refill the tank."},
+        "flush": {
+            "type": ["number", "null"],
+            "minimum": 0,
+            "maximum": 100,
+            "description": "Percent of the tank to drain, or null.",
+        },
+        "interval_s": {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": 86400,
+            "description": "Seconds until the next poll.",
+        },
+    },
+}
+_DEVICE_ID_PARAM = {
+    "name": "device_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "format": "uuid"},
+}
+
+
+def openapi_document() -> dict[str, Any]:
+    measurement = {"$ref": "#/components/schemas/Measurement"}
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "fleetbed device-data service",
+            "version": __version__,
+            "description": "Devices log in, poll for commands and post measurements; operators steer them.",
+        },
+        "components": {
+            "securitySchemes": {
+                "device": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "Device token from POST /login.",
+                },
+                "operator": {"type": "http", "scheme": "bearer", "description": "FLEETBED_OPERATOR_TOKEN."},
+            },
+            "schemas": {
+                "Error": {
+                    "type": "object",
+                    "required": ["error", "message"],
+                    "properties": {
+                        "error": {"type": "string"},
+                        "message": {"type": "string"},
+                        "fields": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "required": ["field", "problem"],
+                                "properties": {"field": {"type": "string"}, "problem": {"type": "string"}},
+                            },
+                        },
+                    },
+                },
+                "Measurement": _measurement_schema(),
+                "Command": _COMMAND,
+            },
+        },
+        "paths": {
+            "/login": {
+                "post": {
+                    "summary": "Register the device if new and get a token.",
+                    "requestBody": {
+                        "required": False,
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "additionalProperties": False,
+                                    "properties": {
+                                        "device_id": {"type": "string", "format": "uuid"},
+                                        "enroll_key": {"type": "string"},
+                                        "metadata": {
+                                            "type": "object",
+                                            "maxProperties": 32,
+                                            "additionalProperties": {
+                                                "type": ["string", "number", "boolean", "null"],
+                                                "maxLength": 256,
+                                            },
+                                        },
+                                    },
+                                }
+                            }
+                        },
+                    },
+                    "responses": {
+                        "200": _ok(
+                            "The device's token.",
+                            {
+                                "type": "object",
+                                "required": ["device_id", "token", "expires_at", "created"],
+                                "properties": {
+                                    "device_id": {"type": "string", "format": "uuid"},
+                                    "token": {"type": "string"},
+                                    "expires_at": {"type": "string", "format": "date-time"},
+                                    "created": {"type": "boolean"},
+                                },
+                            },
+                        ),
+                        **_BODY_ERRORS,
+                        "401": _error("The fleet is closed and no enrolment key was sent."),
+                        "403": _error("Wrong enrolment key."),
+                        **_DB_ERRORS,
+                    },
+                }
+            },
+            "/command": {
+                "get": {
+                    "summary": "What the device should do for the next interval.",
+                    "security": [{"device": []}],
+                    "responses": {
+                        "200": _ok(
+                            "The device's standing command, or the fleet default.",
+                            {"$ref": "#/components/schemas/Command"},
+                        ),
+                        **_AUTH_ERRORS,
+                        **_DB_ERRORS,
+                    },
+                }
+            },
+            "/measurement": {
+                "post": {
+                    "summary": "Store one reading or an array of up to 1000; 201 only once committed.",
+                    "security": [{"device": []}],
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "oneOf": [
+                                        measurement,
+                                        {
+                                            "type": "array",
+                                            "minItems": 1,
+                                            "maxItems": 1000,
+                                            "items": measurement,
+                                        },
+                                    ]
+                                }
+                            }
+                        },
+                    },
+                    "responses": {
+                        "201": _ok(
+                            "Committed. A repeated (device, time) counts as accepted and as a duplicate.",
+                            {
+                                "type": "object",
+                                "required": ["accepted", "duplicates"],
+                                "properties": {
+                                    "accepted": {"type": "integer", "minimum": 1},
+                                    "duplicates": {"type": "integer", "minimum": 0},
+                                },
+                            },
+                        ),
+                        **_BODY_ERRORS,
+                        **_AUTH_ERRORS,
+                        **_DB_ERRORS,
+                    },
+                }
+            },
+            "/stats": {
+                "get": {
+                    "summary": "Fleet totals from each device's latest reading, and hourly water-temperature statistics.",
+                    "security": [{"device": []}, {"operator": []}],
+                    "parameters": [
+                        {
+                            "name": "hours",
+                            "in": "query",
+                            "required": False,
+                            "schema": {"type": "integer", "minimum": 1, "maximum": 744, "default": 24},
+                        }
+                    ],
+                    "responses": {
+                        "200": _ok(
+                            "Statistics.",
+                            {
+                                "type": "object",
+                                "required": [
+                                    "measurements",
+                                    "devices",
+                                    "reporting_devices",
+                                    "total_battery_charge",
+                                    "total_water_volume",
+                                    "mean_water_temp_by_hour",
+                                    "as_of",
+                                ],
+                                "properties": {
+                                    "measurements": {"type": "integer"},
+                                    "devices": {"type": "integer"},
+                                    "reporting_devices": {"type": "integer"},
+                                    "total_battery_charge": {"type": "integer"},
+                                    "total_water_volume": {"type": "integer"},
+                                    "mean_water_temp_by_hour": {
+                                        "type": "array",
+                                        "items": {
+                                            "type": "object",
+                                            "required": ["hour", "readings", "mean", "stddev"],
+                                            "properties": {
+                                                "hour": {"type": "string", "format": "date-time"},
+                                                "readings": {"type": "integer"},
+                                                "mean": {"type": "number"},
+                                                "stddev": {"type": ["number", "null"]},
+                                            },
+                                        },
+                                    },
+                                    "as_of": {"type": "string", "format": "date-time"},
+                                },
+                            },
+                        ),
+                        "401": _AUTH_ERRORS["401"],
+                        "422": _error("hours out of range."),
+                        **_DB_ERRORS,
+                    },
+                }
+            },
+            "/devices/{device_id}/command": {
+                "put": {
+                    "summary": "Set the device's standing command (fields left out take the fleet default).",
+                    "security": [{"operator": []}],
+                    "parameters": [_DEVICE_ID_PARAM],
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {"schema": {**_COMMAND, "required": [], "additionalProperties": False}}
+                        },
+                    },
+                    "responses": {
+                        "200": _ok("The stored command.", {"$ref": "#/components/schemas/Command"}),
+                        **_BODY_ERRORS,
+                        **_AUTH_ERRORS,
+                        "404": _error("No such device."),
+                        **_DB_ERRORS,
+                    },
+                },
+                "delete": {
+                    "summary": "Remove the standing command; the device gets the fleet default again.",
+                    "security": [{"operator": []}],
+                    "parameters": [_DEVICE_ID_PARAM],
+                    "responses": {
+                        "200": _ok("The fleet default the device now gets.", {"$ref": "#/components/schemas/Command"}),
+                        "400": _error("The device id is not a UUID."),
+                        **_AUTH_ERRORS,
+                        "404": _error("No such device."),
+                        **_DB_ERRORS,
+                    },
+                },
+            },
+            "/metrics": {
+                "get": {
+                    "summary": "Prometheus text exposition.",
+                    "responses": {"200": {"description": "Metrics.", "content": {"text/plain": {}}}},
+                }
+            },
+            "/healthz": {
+                "get": {
+                    "summary": "The process is alive.",
+                    "responses": {"200": _ok("Alive.", {"type": "object"})},
+                }
+            },
+            "/readyz": {
+                "get": {
+                    "summary": "The database answers and migrations are current.",
+                    "responses": {
+                        "200": _ok("Ready.", {"type": "object"}),
+                        "503": _ok("Not ready; `reason` says why.", {"type": "object"}),
+                    },
+                }
+            },
+            "/openapi.json": {
+                "get": {
+                    "summary": "This document.",
+                    "responses": {"200": _ok("OpenAPI 3.1.", {"type": "object"})},
+                }
+            },
+        },
+    }

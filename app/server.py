@@ -1,0 +1,77 @@
+"""The app factory: `create_app(settings)` wires routes, middlewares and one cleanup context per resource."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from aiohttp import web
+from prometheus_client.aiohttp import make_aiohttp_handler
+
+from app.db.migrations import load_migrations
+from app.db.pool import create_pool, read_layout
+from app.handlers import devices, health, operator, stats
+from app.keys import LAYOUT, METRICS, MIGRATIONS, POOL, SETTINGS
+from app.metrics import ServiceMetrics
+from app.middleware import error_middleware, metrics_middleware
+from app.openapi import openapi_document
+from app.responses import json_response
+from app.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@asynccontextmanager
+async def database_pool(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    if settings.database_url is None:
+        raise RuntimeError("create_app needs a database_url; the CLI starts the embedded database and sets it")
+    pool = await create_pool(
+        settings.database_url, settings.pool_min_size, settings.pool_max_size, settings.db_timeout_s
+    )
+    try:
+        async with pool.acquire() as conn:
+            app[LAYOUT] = await read_layout(conn)
+        app[POOL] = pool
+        layout = app[LAYOUT]
+        log.info(
+            "database ready (%s)",
+            f"TimescaleDB {layout.timescaledb_version}" if layout.timescaledb_version else "PostgreSQL",
+        )
+        yield
+    finally:
+        await pool.close()
+
+
+def create_app(settings: Settings) -> web.Application:
+    metrics = ServiceMetrics()
+    app = web.Application(
+        client_max_size=settings.max_body_bytes,
+        middlewares=[metrics_middleware(metrics), error_middleware(settings.max_body_bytes)],
+    )
+    app[SETTINGS] = settings
+    app[METRICS] = metrics
+    app[MIGRATIONS] = load_migrations()
+    app.cleanup_ctx.append(database_pool)
+
+    document = openapi_document()
+
+    async def openapi(request: web.Request) -> web.Response:
+        return json_response(document)
+
+    app.add_routes(
+        [
+            web.post("/login", devices.login),
+            web.get("/command", devices.get_command),
+            web.post("/measurement", devices.post_measurement),
+            web.get("/stats", stats.get_stats),
+            web.put("/devices/{device_id}/command", operator.put_command),
+            web.delete("/devices/{device_id}/command", operator.delete_command),
+            web.get("/healthz", health.healthz),
+            web.get("/readyz", health.readyz),
+            web.get("/metrics", make_aiohttp_handler(metrics.registry)),
+            web.get("/openapi.json", openapi),
+        ]
+    )
+    return app

@@ -1,0 +1,69 @@
+"""Running the service: one process, or N worker processes sharing one port (SO_REUSEPORT)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import os
+import signal
+from types import FrameType
+
+from aiohttp import web
+
+from app.server import create_app
+from app.settings import Settings
+
+log = logging.getLogger(__name__)
+
+SHUTDOWN_TIMEOUT_S = 30.0
+
+
+def use_uvloop() -> bool:
+    """Switch to uvloop when it is installed (the `fast` extra); report whether it is in use."""
+    try:
+        import uvloop
+    except ImportError:
+        return False
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    return True
+
+
+def run_worker(settings: Settings) -> None:
+    """Serve in this process until SIGINT/SIGTERM; aiohttp stops accepting, finishes requests, runs cleanups."""
+    use_uvloop()
+    web.run_app(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        reuse_port=settings.workers > 1,
+        shutdown_timeout=SHUTDOWN_TIMEOUT_S,
+        print=None,
+        access_log=None,
+    )
+
+
+def serve(settings: Settings) -> None:
+    if settings.workers == 1:
+        run_worker(settings)
+        return
+    context = multiprocessing.get_context("spawn")
+    workers = [
+        context.Process(target=run_worker, args=(settings,), name=f"fleetbed-worker-{n}")
+        for n in range(settings.workers)
+    ]
+    for worker in workers:
+        worker.start()
+
+    def forward(signum: int, frame: FrameType | None) -> None:
+        for worker in workers:
+            if worker.pid is not None and worker.is_alive():
+                os.kill(worker.pid, signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    for worker in workers:
+        worker.join()
+    failed = [w.name for w in workers if w.exitcode not in (0, -signal.SIGTERM)]
+    if failed:
+        raise SystemExit(f"workers exited with errors: {', '.join(failed)}")

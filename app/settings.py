@@ -1,0 +1,116 @@
+"""Settings: one frozen dataclass, built from the environment and validated before anything starts."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_DATA_DIR = ".fleetbed"
+SECRETS_DIR_NAME = "secrets"
+
+
+class SettingsError(ValueError):
+    """A setting is missing or malformed; the message names the variable and how to fix it."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the service needs to start. Build with `Settings.from_env()`; tests build their own."""
+
+    database_url: str | None
+    data_dir: Path
+    host: str = "127.0.0.1"
+    port: int = 8080
+    workers: int = 1
+    secret: bytes = field(default=b"", repr=False)
+    operator_token: str = field(default="", repr=False)
+    enroll_key: str | None = field(default=None, repr=False)
+    token_ttl_s: int = 7 * 24 * 3600
+    default_interval_s: int = 30
+    max_body_bytes: int = 1024 * 1024
+    max_batch: int = 1000
+    pool_min_size: int = 2
+    pool_max_size: int = 10
+    db_timeout_s: float = 5.0
+
+    def __post_init__(self) -> None:
+        if len(self.secret) < 32:
+            raise SettingsError("FLEETBED_SECRET must be at least 32 bytes; unset it to have one generated")
+        if len(self.operator_token) < 16:
+            raise SettingsError(
+                "FLEETBED_OPERATOR_TOKEN must be at least 16 characters; unset it to have one generated"
+            )
+        if not 1 <= self.port <= 65535:
+            raise SettingsError(f"FLEETBED_PORT must be 1..65535, got {self.port}")
+        if not 1 <= self.workers <= 256:
+            raise SettingsError(f"FLEETBED_WORKERS must be 1..256, got {self.workers}")
+        if self.enroll_key is not None and len(self.enroll_key) < 8:
+            raise SettingsError("FLEETBED_ENROLL_KEY must be at least 8 characters when set")
+        if self.token_ttl_s < 60:
+            raise SettingsError("FLEETBED_TOKEN_TTL_S must be at least 60 seconds")
+        if not 1 <= self.max_batch <= 1000:
+            raise SettingsError("the batch limit must be 1..1000 readings")
+        if not 1 <= self.pool_min_size <= self.pool_max_size:
+            raise SettingsError("FLEETBED_POOL_MAX_SIZE must be at least 1 and not below the pool's minimum size")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+        """Read `FLEETBED_*` variables; generate and store the secrets that are not given."""
+        env = os.environ if environ is None else environ
+        data_dir = Path(env.get("FLEETBED_DATA_DIR") or DEFAULT_DATA_DIR).expanduser().resolve()
+        secret_text = env.get("FLEETBED_SECRET") or load_or_create_secret(data_dir, "token-signing-key")
+        operator_token = env.get("FLEETBED_OPERATOR_TOKEN") or load_or_create_secret(data_dir, "operator-token")
+        values: dict[str, object] = {
+            "database_url": env.get("FLEETBED_DATABASE_URL") or None,
+            "data_dir": data_dir,
+            "host": env.get("FLEETBED_HOST", "127.0.0.1"),
+            "port": _int(env, "FLEETBED_PORT", 8080),
+            "workers": _int(env, "FLEETBED_WORKERS", 1),
+            "secret": secret_text.encode(),
+            "operator_token": operator_token,
+            "enroll_key": env.get("FLEETBED_ENROLL_KEY") or None,
+            "token_ttl_s": _int(env, "FLEETBED_TOKEN_TTL_S", 7 * 24 * 3600),
+            "default_interval_s": _int(env, "FLEETBED_COMMAND_INTERVAL_S", 30),
+            "pool_min_size": _int(env, "FLEETBED_POOL_MIN_SIZE", 2),
+            "pool_max_size": _int(env, "FLEETBED_POOL_MAX_SIZE", 10),
+        }
+        values.update(overrides)
+        return cls(**values)  # type: ignore[arg-type]
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
+
+
+def load_or_create_secret(data_dir: Path, name: str) -> str:
+    """Return the secret stored under the data dir, creating it (mode 0600) on first use.
+
+    Creation uses O_EXCL so two processes starting at once agree on one value.
+    """
+    secrets_dir = data_dir / SECRETS_DIR_NAME
+    secrets_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path = secrets_dir / name
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        # Another process may have created the file a moment ago and not written it yet.
+        for _ in range(50):
+            value = path.read_text().strip()
+            if value:
+                return value
+            time.sleep(0.02)
+        raise SettingsError(f"{path} is empty; delete it to have a new secret generated") from None
+    with os.fdopen(fd, "w") as handle:
+        value = secrets.token_urlsafe(32)
+        handle.write(value + "\n")
+    return value

@@ -1,0 +1,78 @@
+"""Device tokens: HMAC-signed, carrying the device id and an expiry, verified without a database round trip.
+
+Format: `v1.<device uuid hex>.<expiry unix seconds>.<base64url HMAC-SHA256>`. The signature covers a
+domain-separation prefix, so a signature made for anything else with the same key never verifies here.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import time
+import uuid
+from dataclasses import dataclass
+from hashlib import sha256
+
+from app.errors import Unauthorized
+
+_VERSION = "v1"
+_DOMAIN = b"fleetbed.device-token."
+_MAX_TOKEN_CHARS = 128
+
+
+@dataclass(frozen=True)
+class DeviceToken:
+    token: str
+    device_id: uuid.UUID
+    expires_at: int
+
+
+def _signature(secret: bytes, device_hex: str, expires_at: int) -> bytes:
+    message = _DOMAIN + f"{_VERSION}.{device_hex}.{expires_at}".encode()
+    return hmac.new(secret, message, sha256).digest()
+
+
+def issue_device_token(secret: bytes, device_id: uuid.UUID, ttl_s: int, now: float | None = None) -> DeviceToken:
+    expires_at = int(now if now is not None else time.time()) + ttl_s
+    signature = _signature(secret, device_id.hex, expires_at)
+    encoded = base64.urlsafe_b64encode(signature).rstrip(b"=").decode()
+    return DeviceToken(f"{_VERSION}.{device_id.hex}.{expires_at}.{encoded}", device_id, expires_at)
+
+
+def verify_device_token(secret: bytes, token: str, now: float | None = None) -> uuid.UUID:
+    """The token's device id, or `Unauthorized` saying why (never revealing the expected value)."""
+    if len(token) > _MAX_TOKEN_CHARS:
+        raise Unauthorized("malformed device token; log in again with POST /login")
+    parts = token.split(".")
+    if len(parts) != 4 or parts[0] != _VERSION:
+        raise Unauthorized("malformed device token; log in again with POST /login")
+    _, device_hex, expiry_text, encoded = parts
+    try:
+        device_id = uuid.UUID(hex=device_hex)
+        expires_at = int(expiry_text)
+        given = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
+    except (ValueError, binascii.Error):
+        raise Unauthorized("malformed device token; log in again with POST /login") from None
+    if device_id.hex != device_hex or str(expires_at) != expiry_text:
+        raise Unauthorized("malformed device token; log in again with POST /login")
+    if not hmac.compare_digest(given, _signature(secret, device_hex, expires_at)):
+        raise Unauthorized("invalid device token signature; log in again with POST /login")
+    if expires_at <= (now if now is not None else time.time()):
+        raise Unauthorized("device token expired; log in again with POST /login")
+    return device_id
+
+
+def bearer_token(authorization: str | None) -> str:
+    """The token from an `Authorization: Bearer ...` header, or `Unauthorized`."""
+    if not authorization:
+        raise Unauthorized("missing Authorization header; send 'Authorization: Bearer <token>'")
+    scheme, _, value = authorization.strip().partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        raise Unauthorized("Authorization must use the Bearer scheme: 'Authorization: Bearer <token>'")
+    return value.strip()
+
+
+def tokens_equal(given: str, expected: str) -> bool:
+    """Constant-time comparison of two secrets."""
+    return hmac.compare_digest(given.encode(), expected.encode())

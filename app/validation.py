@@ -1,0 +1,177 @@
+"""Parsing and validation of request bodies: JSON decoding and the measurement schema.
+
+Every rule in one place, so the OpenAPI document (`app.openapi`) and the error messages agree with it.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any, NamedTuple
+
+import orjson
+
+from app.errors import BadRequest, FieldProblem, InvalidFields
+
+MAX_FUTURE = timedelta(minutes=5)
+EARLIEST_TIME = datetime(2000, 1, 1, tzinfo=UTC)
+INT32_MAX = 2**31 - 1
+
+_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:[Zz]|[+-]\d{2}:\d{2})")
+
+# name -> (kind, minimum, maximum); kinds: "int" (JSON integer), "number" (integer or float).
+NUMERIC_FIELDS: dict[str, tuple[str, float, float]] = {
+    "charge_now": ("int", 0, INT32_MAX),
+    "charge_full": ("int", 1, INT32_MAX),
+    "charge_rate": ("number", -1e6, 1e6),
+    "ambient_temp": ("number", -90.0, 70.0),
+    "water_temp": ("number", -40.0, 130.0),
+    "water_level": ("int", 0, 100),
+}
+MEASUREMENT_FIELDS = ("time", *NUMERIC_FIELDS)
+_FIELD_SET = frozenset(MEASUREMENT_FIELDS)
+
+
+class Reading(NamedTuple):
+    """One validated measurement, in the column order of the `measurement` table."""
+
+    time: datetime
+    charge_now: int
+    charge_full: int
+    charge_rate: float
+    ambient_temp: float
+    water_temp: float
+    water_level: int
+
+
+def decode_json(body: bytes) -> Any:
+    """Decode a request body; malformed JSON, NaN/Infinity, invalid UTF-8 and deep nesting are 400s."""
+    if not body:
+        raise BadRequest("the request body is empty; send a JSON document")
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"the body is not valid JSON ({exc}); send a JSON document in UTF-8") from None
+
+
+def parse_time(value: object, path: str, now: datetime) -> tuple[datetime | None, FieldProblem | None]:
+    if not isinstance(value, str) or not _RFC3339.fullmatch(value):
+        return None, FieldProblem(path, "must be an RFC 3339 time with an offset, e.g. 2026-01-31T12:00:00Z")
+    try:
+        parsed = datetime.fromisoformat(value.upper().replace("Z", "+00:00"))
+    except ValueError:
+        return None, FieldProblem(path, "is not a valid calendar time")
+    if parsed < EARLIEST_TIME:
+        return None, FieldProblem(path, "must not be before 2000-01-01T00:00:00Z")
+    if parsed > now + MAX_FUTURE:
+        return None, FieldProblem(path, "must not be more than 5 minutes in the future; check the device clock")
+    return parsed, None
+
+
+def _check_number(value: object, kind: str, low: float, high: float) -> str | None:
+    # bool is a subclass of int in Python, but a JSON true is not a number.
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return "must be an integer" if kind == "int" else "must be a number"
+    if kind == "int" and not isinstance(value, int):
+        return "must be an integer"
+    if not math.isfinite(value):
+        return "must be finite"
+    if not low <= value <= high:
+        return f"must be between {low:g} and {high:g}"
+    return None
+
+
+def parse_reading(item: object, path: str, now: datetime) -> tuple[Reading | None, list[FieldProblem]]:
+    if not isinstance(item, dict):
+        return None, [FieldProblem(path or "(body)", "must be a JSON object with the measurement fields")]
+    problems = [
+        FieldProblem(f"{path}.{name}" if path else name, "is not a known field; remove it")
+        for name in item
+        if name not in _FIELD_SET
+    ]
+    values: dict[str, Any] = {}
+    for name in MEASUREMENT_FIELDS:
+        field_path = f"{path}.{name}" if path else name
+        if name not in item:
+            problems.append(FieldProblem(field_path, "is required"))
+            continue
+        value = item[name]
+        if name == "time":
+            parsed, problem = parse_time(value, field_path, now)
+            if problem:
+                problems.append(problem)
+            values[name] = parsed
+            continue
+        kind, low, high = NUMERIC_FIELDS[name]
+        message = _check_number(value, kind, low, high)
+        if message:
+            problems.append(FieldProblem(field_path, message))
+        values[name] = value
+    if not problems and values["charge_now"] > values["charge_full"]:
+        problems.append(FieldProblem(f"{path}.charge_now" if path else "charge_now", "must not exceed charge_full"))
+    if problems:
+        return None, problems
+    return (
+        Reading(
+            values["time"],
+            values["charge_now"],
+            values["charge_full"],
+            float(values["charge_rate"]),
+            float(values["ambient_temp"]),
+            float(values["water_temp"]),
+            values["water_level"],
+        ),
+        [],
+    )
+
+
+def parse_measurements(document: object, max_batch: int, now: datetime | None = None) -> list[Reading]:
+    """One reading (object) or up to `max_batch` (array): all valid, or `InvalidFields` listing every problem."""
+    now = now or datetime.now(UTC)
+    if isinstance(document, list):
+        if not document:
+            raise InvalidFields([FieldProblem("(body)", "the array is empty; send at least one reading")])
+        if len(document) > max_batch:
+            from app.errors import PayloadTooLarge
+
+            raise PayloadTooLarge(f"{len(document)} readings in one request; send at most {max_batch} per request")
+        readings: list[Reading] = []
+        problems: list[FieldProblem] = []
+        for index, item in enumerate(document):
+            reading, item_problems = parse_reading(item, f"[{index}]", now)
+            if reading is not None:
+                readings.append(reading)
+            problems.extend(item_problems)
+        if problems:
+            raise InvalidFields(problems)
+        return readings
+    reading, problems = parse_reading(document, "", now)
+    if reading is None:
+        raise InvalidFields(problems)
+    return [reading]
+
+
+def parse_uuid(value: object, path: str) -> uuid.UUID:
+    if not isinstance(value, str):
+        raise InvalidFields([FieldProblem(path, "must be a UUID string")])
+    try:
+        parsed = uuid.UUID(value)
+    except ValueError:
+        raise InvalidFields(
+            [FieldProblem(path, "must be a UUID such as 0b1e6a9c-7d4c-4b8e-9a43-2f4d5c6e7f80")]
+        ) from None
+    return parsed
+
+
+def require_object(document: object, what: str) -> dict[str, Any]:
+    if not isinstance(document, dict):
+        raise BadRequest(f"the body must be a JSON object ({what})")
+    return document
+
+
+def reject_unknown(document: dict[str, Any], allowed: frozenset[str]) -> None:
+    unknown = sorted(set(document) - allowed)
+    if unknown:
+        raise InvalidFields([FieldProblem(name, "is not a known field; remove it") for name in unknown])
