@@ -63,6 +63,10 @@ def error_middleware(max_body_bytes: int) -> Middleware:
             if exc.status < 400:
                 raise
             return http_error_response(exc, max_body_bytes)
+        except asyncpg.UndefinedTableError:
+            log.error("the database schema is not migrated (%s %s)", request.method, request.path)
+            error = Unavailable("the database schema is not migrated yet; the operator must run `fleetbed migrate`", 5)
+            return json_response(error.body(), status=error.status, headers=error.headers())
         except DATABASE_UNAVAILABLE as exc:
             log.warning("database unavailable during %s %s: %r", request.method, request.path, exc)
             error = Unavailable("the database is unavailable; retry after the delay in Retry-After")

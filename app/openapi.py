@@ -233,7 +233,7 @@ def openapi_document() -> dict[str, Any]:
             },
             "/stats": {
                 "get": {
-                    "summary": "Fleet totals from each device's latest reading, and hourly water-temperature statistics.",
+                    "summary": "Fleet totals from each device's latest reading; hourly water-temperature statistics.",
                     "security": [{"device": []}, {"operator": []}],
                     "parameters": [
                         {

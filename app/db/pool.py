@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import asyncpg
@@ -40,6 +41,7 @@ class DatabaseLayout:
 
     timescaledb_version: str | None
     maintains_hourly_rollup: bool
+    migrated: bool
 
 
 async def read_layout(conn: Connection) -> DatabaseLayout:
@@ -48,4 +50,24 @@ async def read_layout(conn: Connection) -> DatabaseLayout:
         "SELECT c.relkind::text FROM pg_class c WHERE c.oid = to_regclass('measurement_hourly')"
     )
     # A plain table is the rollup the ingest path keeps; a view is TimescaleDB's continuous aggregate.
-    return DatabaseLayout(timescaledb_version=version, maintains_hourly_rollup=relkind == "r")
+    return DatabaseLayout(
+        timescaledb_version=version, maintains_hourly_rollup=relkind == "r", migrated=relkind is not None
+    )
+
+
+class LayoutCache:
+    """The layout, read at startup; re-read (at most once a second) while the schema is not yet migrated."""
+
+    RECHECK_INTERVAL_S = 1.0
+
+    def __init__(self, layout: DatabaseLayout) -> None:
+        self.layout = layout
+        self._checked_at = time.monotonic()
+
+    async def get(self, pool: asyncpg.Pool) -> DatabaseLayout:
+        if self.layout.migrated or time.monotonic() - self._checked_at < self.RECHECK_INTERVAL_S:
+            return self.layout
+        self._checked_at = time.monotonic()
+        async with pool.acquire() as conn:
+            self.layout = await read_layout(conn)
+        return self.layout

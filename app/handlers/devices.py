@@ -95,12 +95,11 @@ async def post_measurement(request: web.Request) -> web.Response:
     device_id = require_device(request, settings)
     readings = parse_measurements(await read_json(request), settings.max_batch)
     metrics = request.app[METRICS]
+    pool = request.app[POOL]
+    layout = await request.app[LAYOUT].get(pool)
     started = time.perf_counter()
     result = await store_readings(
-        request.app[POOL],
-        [device_id] * len(readings),
-        readings,
-        maintain_rollup=request.app[LAYOUT].maintains_hourly_rollup,
+        pool, [device_id] * len(readings), readings, maintain_rollup=layout.maintains_hourly_rollup
     )
     metrics.query_duration.labels("store_readings").observe(time.perf_counter() - started)
     metrics.readings_received.inc(result.received)
