@@ -62,10 +62,9 @@ const SESSION_DEFAULTS = `SET search_path TO "$user", public; SET client_min_mes
 // COPY ... FROM STDIN crashes PGlite's WebAssembly backend ("RuntimeError: unreachable"), killing the database for
 // every client; such statements are replaced by one that fails cleanly with SQLSTATE 0A000.
 const COPY_FROM_STDIN = /\bCOPY\b[\s\S]*\bFROM\s+STDIN\b/i
-const COPY_REJECTED = simpleQuery(
+const COPY_REJECTED =
   `DO $$ BEGIN RAISE EXCEPTION 'COPY FROM STDIN is not supported by the PGlite TimescaleDB test server' ` +
-    `USING ERRCODE = 'feature_not_supported'; END $$`,
-)
+  `USING ERRCODE = 'feature_not_supported'; END $$`
 const RESETS_SESSION = /\b(RESET\s+(ALL|search_path|client_min_messages)|DISCARD\s+ALL)\b/i
 
 const log = (...args) => console.error('[timescaledb-server]', ...args)
@@ -247,7 +246,7 @@ class Multiplexer {
     }
     if (type === 'Q') {
       const [sql] = readCstr(body, 0)
-      if (COPY_FROM_STDIN.test(sql)) return COPY_REJECTED
+      if (COPY_FROM_STDIN.test(sql)) return simpleQuery(COPY_REJECTED)
       if (RESETS_SESSION.test(sql)) after.push(simpleQuery(SESSION_DEFAULTS))
       if (client.unnamed) {
         // A simple query destroys the unnamed statement in PostgreSQL.

@@ -1,0 +1,61 @@
+"""Running `fleetbed` as a user would: a real process, a free port, waiting until it answers."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def fleetbed_command() -> list[str]:
+    script = shutil.which("fleetbed", path=str(Path(sys.executable).parent))
+    return [script] if script else [sys.executable, "-m", "app"]
+
+
+def wait_until_ready(url: str, process: subprocess.Popen[str], timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(
+                f"fleetbed exited with {process.returncode}: {process.stdout.read() if process.stdout else ''}"
+            )
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"{url} not ready after {timeout_s} s")
+
+
+@contextmanager
+def running_fleetbed(args: list[str], env: dict[str, str], port: int) -> Iterator[subprocess.Popen[str]]:
+    process = subprocess.Popen(
+        [*fleetbed_command(), *args],
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        wait_until_ready(f"http://127.0.0.1:{port}/readyz", process)
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()

@@ -1,0 +1,74 @@
+"""The embedded PostgreSQL: created once, durable, password-protected, reused while running, stopped cleanly."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from app.embedded_db import EmbeddedPostgres
+
+
+@pytest.fixture
+def data_dir() -> Path:
+    directory = Path(tempfile.mkdtemp(prefix="fleetbed-embedded-"))
+    directory.chmod(0o755)
+    return directory
+
+
+async def test_start_reuse_and_stop(data_dir: Path) -> None:
+    first = EmbeddedPostgres(data_dir)
+    running = first.start()
+    try:
+        assert running.started_here
+        conn = await asyncpg.connect(running.url)
+        try:
+            assert await conn.fetchval("SHOW fsync") == "on"
+            assert await conn.fetchval("SHOW synchronous_commit") == "on"
+            assert await conn.fetchval("SELECT current_database()") == "fleetbed"
+        finally:
+            await conn.close()
+
+        second = EmbeddedPostgres(data_dir)
+        reused = second.start()
+        assert not reused.started_here, "a second user reuses the running server"
+        assert reused.url == running.url
+        second.stop()
+        conn = await asyncpg.connect(running.url)
+        await conn.close()  # still running: only the starter stops it
+    finally:
+        first.stop()
+    with pytest.raises(OSError, match="Connect call failed|refused"):
+        await asyncpg.connect(running.url, timeout=2)
+
+
+async def test_password_is_required_and_stored_privately(data_dir: Path) -> None:
+    server = EmbeddedPostgres(data_dir)
+    running = server.start()
+    try:
+        without_password = running.url.replace(f":{server.password()}@", "@")
+        with pytest.raises(asyncpg.InvalidPasswordError):
+            await asyncpg.connect(without_password, timeout=5)
+        with pytest.raises(asyncpg.InvalidPasswordError):
+            await asyncpg.connect(running.url.replace(server.password(), "wrong-password"), timeout=5)
+    finally:
+        server.stop()
+    assert (data_dir / "secrets" / "database-password").stat().st_mode & 0o777 == 0o600
+
+
+async def test_data_survives_a_restart_and_a_crash(data_dir: Path) -> None:
+    server = EmbeddedPostgres(data_dir)
+    url = server.start().url
+    conn = await asyncpg.connect(url)
+    await conn.execute("CREATE TABLE kept (n int); INSERT INTO kept VALUES (1)")
+    await conn.close()
+    server.stop_immediately()  # no shutdown checkpoint: recovery must replay the WAL
+    url = server.start().url
+    conn = await asyncpg.connect(url)
+    try:
+        assert await conn.fetchval("SELECT n FROM kept") == 1
+    finally:
+        await conn.close()
+        server.stop()
