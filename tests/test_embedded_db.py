@@ -40,7 +40,7 @@ async def test_start_reuse_and_stop(data_dir: Path) -> None:
         await conn.close()  # still running: only the starter stops it
     finally:
         first.stop()
-    with pytest.raises(OSError, match="Connect call failed|refused"):
+    with pytest.raises(OSError, match=r"Connect call failed|refused"):
         await asyncpg.connect(running.url, timeout=2)
 
 
