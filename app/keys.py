@@ -6,12 +6,12 @@ import asyncpg
 from aiohttp import web
 
 from app.db.migrations import Migration
-from app.db.pool import LayoutCache
+from app.db.pool import DatabaseLayout
 from app.metrics import ServiceMetrics
 from app.settings import Settings
 
 SETTINGS = web.AppKey("settings", Settings)
 METRICS = web.AppKey("metrics", ServiceMetrics)
 POOL = web.AppKey("pool", asyncpg.Pool)
-LAYOUT = web.AppKey("layout", LayoutCache)
+LAYOUT = web.AppKey("layout", DatabaseLayout)
 MIGRATIONS = web.AppKey("migrations", list[Migration])

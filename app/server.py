@@ -10,7 +10,7 @@ from aiohttp import web
 from prometheus_client.aiohttp import make_aiohttp_handler
 
 from app.db.migrations import load_migrations
-from app.db.pool import LayoutCache, create_pool, read_layout
+from app.db.pool import create_pool, read_layout
 from app.handlers import devices, health, operator, stats
 from app.keys import LAYOUT, METRICS, MIGRATIONS, POOL, SETTINGS
 from app.metrics import ServiceMetrics
@@ -33,7 +33,7 @@ async def database_pool(app: web.Application) -> AsyncIterator[None]:
     try:
         async with pool.acquire() as conn:
             layout = await read_layout(conn)
-        app[LAYOUT] = LayoutCache(layout)
+        app[LAYOUT] = layout
         app[POOL] = pool
         log.info(
             "database ready (%s%s)",

@@ -2,7 +2,7 @@
 
 One statement per batch: the readings go in with `INSERT ... SELECT FROM unnest(...) ON CONFLICT DO NOTHING`,
 and only the rows actually inserted feed `device_state` (newest by time wins, so late batches of older readings
-never overwrite it) and, on plain PostgreSQL, the hourly rollup. Rows are written in key order so concurrent
+never overwrite it) and the hourly rollup `water_temp_hourly`. Rows are written in key order so concurrent
 batches take their row locks in the same order.
 """
 
@@ -19,7 +19,7 @@ from app.validation import Reading
 # Rollup rows are split by writer so concurrent transactions do not queue on the current hour's row.
 ROLLUP_SHARDS = 16
 
-_INSERT_READINGS = """
+INSERT_READINGS = f"""
 WITH incoming AS (
     SELECT * FROM unnest($1::uuid[], $2::timestamptz[], $3::int4[], $4::int4[], $5::float8[], $6::float8[],
                          $7::float8[], $8::int2[])
@@ -50,12 +50,8 @@ WITH incoming AS (
         water_temp = CASE WHEN EXCLUDED.time > s.time THEN EXCLUDED.water_temp ELSE s.water_temp END,
         water_level = CASE WHEN EXCLUDED.time > s.time THEN EXCLUDED.water_level ELSE s.water_level END
     RETURNING 1
-){rollup}
-SELECT count(*) FROM inserted
-"""
-
-_ROLLUP = f""", rollup AS (
-    INSERT INTO measurement_hourly AS h (hour, shard, readings, water_temp_sum, water_temp_sumsq)
+), rollup AS (
+    INSERT INTO water_temp_hourly AS h (hour, shard, readings, water_temp_sum, water_temp_sumsq)
     SELECT date_trunc('hour', time, 'UTC'), pg_backend_pid() % {ROLLUP_SHARDS}, count(*), sum(water_temp),
            sum(water_temp * water_temp)
     FROM inserted GROUP BY 1 ORDER BY 1
@@ -64,10 +60,9 @@ _ROLLUP = f""", rollup AS (
         water_temp_sum = h.water_temp_sum + EXCLUDED.water_temp_sum,
         water_temp_sumsq = h.water_temp_sumsq + EXCLUDED.water_temp_sumsq
     RETURNING 1
-)"""
-
-INSERT_WITH_ROLLUP = _INSERT_READINGS.replace("{rollup}", _ROLLUP)
-INSERT_WITHOUT_ROLLUP = _INSERT_READINGS.replace("{rollup}", "")
+)
+SELECT count(*) FROM inserted
+"""
 
 
 @dataclass(frozen=True)
@@ -91,9 +86,7 @@ async def store_readings(
     conn: asyncpg.Connection | asyncpg.Pool,
     device_ids: Sequence[uuid.UUID],
     readings: Sequence[Reading],
-    maintain_rollup: bool,
 ) -> StoreResult:
     """Store readings (device_ids[i] owns readings[i]) in one transaction; duplicates are skipped."""
-    statement = INSERT_WITH_ROLLUP if maintain_rollup else INSERT_WITHOUT_ROLLUP
-    inserted: int = await conn.fetchval(statement, *reading_columns(device_ids, readings))
+    inserted: int = await conn.fetchval(INSERT_READINGS, *reading_columns(device_ids, readings))
     return StoreResult(received=len(readings), inserted=inserted)

@@ -77,7 +77,7 @@ async def fleet_stats(conn: Connection, hours: int) -> FleetStats:
             """
             SELECT hour, sum(readings)::bigint AS readings, sum(water_temp_sum) AS total,
                    sum(water_temp_sumsq) AS total_sq
-            FROM measurement_hourly
+            FROM water_temp_hourly
             GROUP BY hour
             ORDER BY hour DESC
             LIMIT $1

@@ -14,7 +14,7 @@ from app.auth import require_device
 from app.db.devices import Command, pending_command, register_device
 from app.db.measurements import store_readings
 from app.errors import FieldProblem, Forbidden, InvalidFields, Unauthorized
-from app.keys import LAYOUT, METRICS, POOL, SETTINGS
+from app.keys import METRICS, POOL, SETTINGS
 from app.request_body import read_json
 from app.responses import json_response
 from app.settings import Settings
@@ -95,12 +95,8 @@ async def post_measurement(request: web.Request) -> web.Response:
     device_id = require_device(request, settings)
     readings = parse_measurements(await read_json(request), settings.max_batch)
     metrics = request.app[METRICS]
-    pool = request.app[POOL]
-    layout = await request.app[LAYOUT].get(pool)
     started = time.perf_counter()
-    result = await store_readings(
-        pool, [device_id] * len(readings), readings, maintain_rollup=layout.maintains_hourly_rollup
-    )
+    result = await store_readings(request.app[POOL], [device_id] * len(readings), readings)
     metrics.query_duration.labels("store_readings").observe(time.perf_counter() - started)
     metrics.readings_received.inc(result.received)
     metrics.readings_stored.inc(result.inserted)

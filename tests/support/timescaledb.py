@@ -119,10 +119,16 @@ def running_timescaledb(startup_timeout: float = 60) -> Iterator[str]:
         _stop(proc)
         for thread in threads:
             thread.join(timeout=1)
+        for pipe in (proc.stdout, proc.stderr):
+            pipe.close()
 
 
 async def close_quietly(conn_or_pool: _Closable, timeout: float = 2.0) -> None:  # noqa: ASYNC109 - bounds close() only
-    """Close an asyncpg Connection or Pool, falling back to ``terminate()`` if a graceful close hangs."""
+    """Close an asyncpg Connection or Pool within ``timeout`` seconds, then ``terminate()`` whatever is left.
+
+    server.mjs answers Terminate by closing the socket, so a graceful close normally completes at once; plain
+    pglite-socket (``--mode single``) never drops the socket and ``close()`` would wait forever.
+    """
     try:
         # Timeout, or asyncpg's error for an already-broken connection: terminate() below finishes the job.
         with contextlib.suppress(Exception):
@@ -185,3 +191,36 @@ def _stop(proc: subprocess.Popen[str]) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+# What the suite does with the server: migrate it once, and empty it between tests. PGlite is one session with
+# one database, so tests share it instead of getting a fresh database each.
+
+
+async def migrate_timescaledb(url: str) -> None:
+    import asyncpg
+
+    from app.db.migrations import migrate
+
+    conn = await asyncpg.connect(url, ssl=False)
+    try:
+        await migrate(conn)
+    finally:
+        await close_quietly(conn)
+
+
+async def reset_timescaledb(url: str) -> None:
+    """Remove every row a test could have written, materialized hourly statistics included."""
+    import asyncpg
+
+    conn = await asyncpg.connect(url, ssl=False)
+    try:
+        tables = await conn.fetch(
+            "SELECT quote_ident(tablename) AS name FROM pg_tables "
+            "WHERE schemaname = 'public' AND tablename <> 'schema_migrations'"
+        )
+        await conn.execute(f"TRUNCATE {', '.join(t['name'] for t in tables)} CASCADE")
+        # The refresh sees the truncation and empties the aggregate; it cannot run inside a transaction.
+        await conn.execute("CALL refresh_continuous_aggregate('measurement_hourly', NULL, NULL)")
+    finally:
+        await close_quietly(conn)

@@ -32,16 +32,20 @@
  *   (asyncpg's pool runs it on every release) would leave search_path = pg_catalog and flood clients with DEBUG
  *   notices; at start and after statements that reset them, the server sets `search_path = "$user", public` and
  *   `client_min_messages = notice` (stock PostgreSQL defaults) before the next client runs.
- * - Protocol-level prepared statement names are rewritten per client (asyncpg's `__asyncpg_stmt_N__` names repeat
- *   across connections); the unnamed statement is mapped to a per-client name. Statements are closed when the
- *   client goes away. SQL-level PREPARE names, GUCs (SET/RESET ALL), advisory locks and LISTEN are session-wide,
- *   i.e. shared by all clients: asyncpg's pool reset on release runs `pg_advisory_unlock_all(); ... RESET ALL`.
+ * - Protocol-level prepared statement names are prefixed per client (asyncpg's `__asyncpg_stmt_N__` counter is
+ *   per process, so two processes collide); the unnamed statement is mapped to a per-client name (asyncpg uses it
+ *   with statement_cache_size=0). A client's statements are closed when it goes away. Everything else is ONE
+ *   session shared by all clients: SQL-level PREPARE names, GUCs (SET / RESET ALL), temp tables, LISTEN, and
+ *   advisory locks (they never block another connection here; asyncpg's pool reset on release runs
+ *   `pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL`, which releases every client's locks).
+ *   DISCARD ALL / DEALLOCATE ALL would drop every client's prepared statements.
  * - Terminate closes the socket (graceful close works); a client that disconnects mid-transaction or mid-cycle is
  *   cleaned up with Sync + ROLLBACK so the next client starts idle.
  * - COPY FROM STDIN crashes PGlite (a WebAssembly trap that kills the database), so it is rejected up front with
  *   SQLSTATE 0A000 (feature_not_supported), e.g. asyncpg's copy_records_to_table(). If PGlite crashes anyway, the
  *   server exits (code 70) rather than keep refusing connections.
- * Mode `single` is plain PGLiteSocketServer (one connection at a time; needs a password in the DSN).
+ * Mode `single` is plain PGLiteSocketServer, for comparison: one connection at a time, a second one waits in its
+ *   queue, and asyncpg's close() hangs (use close-with-timeout, then terminate()).
  */
 import net from 'node:net'
 import { randomInt } from 'node:crypto'
@@ -85,7 +89,8 @@ const simpleQuery = (sql) => message('Q', cstr(sql))
 const closeStatement = (name) => message('C', Buffer.concat([Buffer.from('S'), cstr(name)]))
 
 function errorResponse(code, text) {
-  return message('E', Buffer.concat([cstr(`SERROR`), cstr(`VERROR`), cstr(`C${code}`), cstr(`M${text}`), Buffer.from([0])]))
+  const fields = [cstr('SERROR'), cstr('VERROR'), cstr(`C${code}`), cstr(`M${text}`), Buffer.from([0])]
+  return message('E', Buffer.concat(fields))
 }
 
 /** Split a buffer of complete backend messages. */
@@ -209,7 +214,8 @@ class Multiplexer {
     key.writeInt32BE(client.id, 0)
     key.writeInt32BE(randomInt(2 ** 31 - 1), 4)
     const authOk = message('R', Buffer.alloc(4))
-    client.socket.write(Buffer.concat([authOk, ...this.parameterStatus, message('K', key), message('Z', Buffer.from('I'))]))
+    const ready = message('Z', Buffer.from('I'))
+    client.socket.write(Buffer.concat([authOk, ...this.parameterStatus, message('K', key), ready]))
   }
 
   /** Give prepared statements per-client names so that clients cannot clobber each other's statements. */
@@ -328,10 +334,11 @@ class Multiplexer {
 
   warnIfStuck() {
     if (this.owner && this.waiting.length && Date.now() - this.ownerSince > STUCK_WARNING_MS) {
+      const seconds = Math.round((Date.now() - this.ownerSince) / 1000)
       log(
-        `client #${this.owner.id} has held the session idle in a transaction for ${Math.round((Date.now() - this.ownerSince) / 1000)} s ` +
-          `while ${this.waiting.length} other connection(s) wait: queries run one transaction at a time here, so ` +
-          `a transaction that waits for another connection deadlocks`,
+        `client #${this.owner.id} has held the session idle in a transaction for ${seconds} s while ` +
+          `${this.waiting.length} other connection(s) wait: queries run one transaction at a time here, so a ` +
+          `transaction that waits for another connection deadlocks`,
       )
     }
   }
