@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import time
 import urllib.request
 from pathlib import Path
 
@@ -100,15 +101,25 @@ async def test_two_workers_share_one_port(pg_url: str, data_dir: Path) -> None:
     with running_fleetbed(["serve", "--workers", "2"], env, port) as process:
         tokens = [request(f"http://127.0.0.1:{port}/login", "POST")[1] for _ in range(20)]
         assert len({t["device_id"] for t in tokens if isinstance(t, dict)}) == 20
-        workers = psutil.Process(process.pid).children()
-        listening = [
-            w for w in workers if any(c.laddr.port == port and c.status == "LISTEN" for c in w.net_connections())
-        ]
-        assert len(listening) == 2, "two worker processes listen on the same port"
+        assert wait_for_listeners(process.pid, port) == 2, "two worker processes listen on the same port"
         process.send_signal(signal.SIGTERM)
         output, _ = process.communicate(timeout=60)
         assert process.returncode == 0, output
     assert await scalar(pg_url, "SELECT count(*) FROM device") == 20
+
+
+def wait_for_listeners(pid: int, port: int, expected: int = 2, timeout_s: float = 30.0) -> int:
+    """How many child processes of `pid` listen on `port`, once `expected` do or the time is up."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        listening = [
+            child
+            for child in psutil.Process(pid).children()
+            if any(c.laddr.port == port and c.status == psutil.CONN_LISTEN for c in child.net_connections())
+        ]
+        if len(listening) >= expected or time.monotonic() > deadline:
+            return len(listening)
+        time.sleep(0.2)
 
 
 def test_bad_settings_are_reported_plainly(data_dir: Path) -> None:

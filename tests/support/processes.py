@@ -59,3 +59,5 @@ def running_fleetbed(args: list[str], env: dict[str, str], port: int) -> Iterato
         if process.poll() is None:
             process.kill()
             process.wait()
+        if process.stdout is not None:
+            process.stdout.close()
