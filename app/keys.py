@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncpg
 from aiohttp import web
 
+from app.command_cache import CommandCache
 from app.db.migrations import Migration
 from app.db.pool import DatabaseLayout
+from app.ingest import BatchWriter
 from app.metrics import ServiceMetrics
 from app.settings import Settings
 
@@ -15,3 +17,5 @@ METRICS = web.AppKey("metrics", ServiceMetrics)
 POOL = web.AppKey("pool", asyncpg.Pool)
 LAYOUT = web.AppKey("layout", DatabaseLayout)
 MIGRATIONS = web.AppKey("migrations", list[Migration])
+INGEST = web.AppKey("ingest", BatchWriter)
+COMMANDS = web.AppKey("commands", CommandCache)

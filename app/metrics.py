@@ -5,7 +5,7 @@ Labels stay bounded: routes are templates (`/devices/{id}/command`), never devic
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
@@ -50,8 +50,24 @@ class ServiceMetrics:
         )
         self.ingest_batch_size = Histogram(
             "fleetbed_ingest_batch_readings",
-            "Readings written per database transaction.",
+            "Readings written per database transaction (group commit: grows with load).",
             buckets=BATCH_BUCKETS,
+            registry=self.registry,
+        )
+        self.ingest_commit_duration = Histogram(
+            "fleetbed_ingest_commit_duration_seconds",
+            "Time to write and commit one ingest batch, pool wait and retries included.",
+            buckets=LATENCY_BUCKETS_S,
+            registry=self.registry,
+        )
+        self.ingest_queue_readings = Gauge(
+            "fleetbed_ingest_queue_readings",
+            "Readings waiting for an ingest writer.",
+            registry=self.registry,
+        )
+        self.ingest_rejected = Counter(
+            "fleetbed_ingest_rejected_readings_total",
+            "Readings refused with 503 because the ingest queue was full.",
             registry=self.registry,
         )
         self.query_duration = Histogram(
@@ -61,6 +77,14 @@ class ServiceMetrics:
             buckets=LATENCY_BUCKETS_S,
             registry=self.registry,
         )
+        self.command_cache_lookups = Counter(
+            "fleetbed_command_cache_lookups_total",
+            "GET /command lookups by whether the in-memory cache answered (hit) or the database did (miss).",
+            ["result"],
+            registry=self.registry,
+        )
+        self.command_cache_hits = self.command_cache_lookups.labels("hit")
+        self.command_cache_misses = self.command_cache_lookups.labels("miss")
         self.logins = Counter(
             "fleetbed_logins_total",
             "Successful logins, by whether the device was new.",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -9,10 +11,12 @@ from contextlib import asynccontextmanager
 from aiohttp import web
 from prometheus_client.aiohttp import make_aiohttp_handler
 
+from app.command_cache import CommandCache
 from app.db.migrations import load_migrations
 from app.db.pool import create_pool, read_layout
 from app.handlers import devices, health, operator, stats
-from app.keys import LAYOUT, METRICS, MIGRATIONS, POOL, SETTINGS
+from app.ingest import BatchWriter
+from app.keys import COMMANDS, INGEST, LAYOUT, METRICS, MIGRATIONS, POOL, SETTINGS
 from app.metrics import ServiceMetrics
 from app.middleware import error_middleware, metrics_middleware
 from app.openapi import openapi_document
@@ -45,6 +49,33 @@ async def database_pool(app: web.Application) -> AsyncIterator[None]:
         await pool.close()
 
 
+@asynccontextmanager
+async def ingest_writer(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    writer = BatchWriter(
+        app[POOL],
+        app[METRICS],
+        writers=settings.ingest_writers,
+        max_queued_readings=settings.ingest_queue_readings,
+    )
+    writer.start()
+    app[INGEST] = writer
+    yield
+    # Runs after the server stopped accepting and in-flight requests finished: write what is still queued.
+    await writer.close()
+
+
+@asynccontextmanager
+async def command_cache_listener(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    assert settings.database_url is not None
+    listener = asyncio.create_task(app[COMMANDS].listen(settings.database_url), name="command-cache-listener")
+    yield
+    listener.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await listener
+
+
 def create_app(settings: Settings) -> web.Application:
     metrics = ServiceMetrics()
     app = web.Application(
@@ -55,6 +86,9 @@ def create_app(settings: Settings) -> web.Application:
     app[METRICS] = metrics
     app[MIGRATIONS] = load_migrations()
     app.cleanup_ctx.append(database_pool)
+    app.cleanup_ctx.append(ingest_writer)
+    app[COMMANDS] = CommandCache()
+    app.cleanup_ctx.append(command_cache_listener)
 
     document = openapi_document()
 

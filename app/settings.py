@@ -36,6 +36,8 @@ class Settings:
     pool_min_size: int = 2
     pool_max_size: int = 10
     db_timeout_s: float = 5.0
+    ingest_writers: int = 2
+    ingest_queue_readings: int = 50_000
 
     def __post_init__(self) -> None:
         if len(self.secret) < 32:
@@ -54,6 +56,10 @@ class Settings:
             raise SettingsError("FLEETBED_TOKEN_TTL_S must be at least 60 seconds")
         if not 1 <= self.max_batch <= 1000:
             raise SettingsError("the batch limit must be 1..1000 readings")
+        if not 1 <= self.ingest_writers <= 16:
+            raise SettingsError("FLEETBED_INGEST_WRITERS must be 1..16")
+        if self.ingest_queue_readings < self.max_batch:
+            raise SettingsError(f"FLEETBED_INGEST_QUEUE_READINGS must be at least {self.max_batch}")
         if not 1 <= self.pool_min_size <= self.pool_max_size:
             raise SettingsError("FLEETBED_POOL_MAX_SIZE must be at least 1 and not below the pool's minimum size")
 
@@ -77,6 +83,8 @@ class Settings:
             "default_interval_s": _int(env, "FLEETBED_COMMAND_INTERVAL_S", 30),
             "pool_min_size": _int(env, "FLEETBED_POOL_MIN_SIZE", 2),
             "pool_max_size": _int(env, "FLEETBED_POOL_MAX_SIZE", 10),
+            "ingest_writers": _int(env, "FLEETBED_INGEST_WRITERS", 2),
+            "ingest_queue_readings": _int(env, "FLEETBED_INGEST_QUEUE_READINGS", 50_000),
         }
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]

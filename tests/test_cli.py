@@ -86,7 +86,7 @@ def test_serve_with_no_configuration_uses_the_embedded_database(data_dir: Path) 
 
 def test_migrate_against_a_configured_database(empty_pg_url: str) -> None:
     env = {"FLEETBED_DATABASE_URL": empty_pg_url, "FLEETBED_DATA_DIR": tempfile.mkdtemp()}
-    for expected in ("applied migrations: 001_core, 002_timescaledb", "database schema is current"):
+    for expected in ("applied migrations: 001_core, 002_timescaledb, 003_", "database schema is current"):
         result = subprocess.run(
             [*fleetbed_command(), "migrate"], capture_output=True, text=True, env={**env, "PATH": "/usr/bin:/bin"},
             check=False,

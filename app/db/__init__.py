@@ -7,5 +7,9 @@ from typing import Any, TypeAlias
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
+# Rows of fleet_totals and water_temp_hourly are spread over this many shards, so concurrent writers (tasks and
+# processes) rarely queue on one row; readers sum the shards.
+TOTALS_SHARDS = 16
+
 # A connection of our own, or one lent by the pool.
 Connection: TypeAlias = "asyncpg.Connection[Any] | PoolConnectionProxy[Any]"

@@ -8,6 +8,8 @@ from typing import Any
 
 import asyncpg
 
+from app.db import TOTALS_SHARDS
+
 
 @dataclass(frozen=True)
 class Command:
@@ -24,13 +26,22 @@ async def register_device(pool: asyncpg.Pool, device_id: uuid.UUID, metadata: di
     """Register the device or record its login; return True when it is new. Metadata is replaced when given."""
     created: bool = await pool.fetchval(
         """
-        INSERT INTO device AS d (id, metadata) VALUES ($1, coalesce($2::jsonb, '{}'::jsonb))
-        ON CONFLICT (id) DO UPDATE
-            SET last_login_at = now(), metadata = coalesce($2::jsonb, d.metadata)
-        RETURNING (xmax = 0)
+        WITH registered AS (
+            INSERT INTO device AS d (id, metadata) VALUES ($1, coalesce($2::jsonb, '{}'::jsonb))
+            ON CONFLICT (id) DO UPDATE
+                SET last_login_at = now(), metadata = coalesce($2::jsonb, d.metadata)
+            RETURNING (xmax = 0) AS created
+        ), counted AS (
+            INSERT INTO fleet_totals AS t (shard, devices)
+            SELECT $3::int2, 1 FROM registered WHERE created
+            ON CONFLICT (shard) DO UPDATE SET devices = t.devices + 1
+            RETURNING 1
+        )
+        SELECT created FROM registered
         """,
         device_id,
         metadata,
+        device_id.int % TOTALS_SHARDS,
     )
     return created
 
@@ -45,27 +56,36 @@ async def pending_command(pool: asyncpg.Pool, device_id: uuid.UUID) -> Command |
     return None if row is None else Command(row["charge"], row["fill"], row["flush"], row["interval_s"])
 
 
+NOTIFY_COMMAND_CHANGED = "SELECT pg_notify('fleetbed_command', $1::text)"
+
+
 async def set_command(pool: asyncpg.Pool, device_id: uuid.UUID, command: Command) -> bool:
-    """Store the device's standing command; False when the device is not registered."""
-    stored = await pool.fetchval(
-        """
-        INSERT INTO command (device_id, charge, fill, flush, interval_s)
-        SELECT id, $2, $3, $4, $5 FROM device WHERE id = $1
-        ON CONFLICT (device_id) DO UPDATE
-            SET charge = EXCLUDED.charge, fill = EXCLUDED.fill, flush = EXCLUDED.flush,
-                interval_s = EXCLUDED.interval_s, updated_at = now()
-        RETURNING true
-        """,
-        device_id,
-        command.charge,
-        command.fill,
-        command.flush,
-        command.interval_s,
-    )
+    """Store the device's standing command and tell every worker; False when the device is not registered."""
+    async with pool.acquire() as conn, conn.transaction():
+        stored = await conn.fetchval(
+            """
+            INSERT INTO command (device_id, charge, fill, flush, interval_s)
+            SELECT id, $2, $3, $4, $5 FROM device WHERE id = $1
+            ON CONFLICT (device_id) DO UPDATE
+                SET charge = EXCLUDED.charge, fill = EXCLUDED.fill, flush = EXCLUDED.flush,
+                    interval_s = EXCLUDED.interval_s, updated_at = now()
+            RETURNING true
+            """,
+            device_id,
+            command.charge,
+            command.fill,
+            command.flush,
+            command.interval_s,
+        )
+        if stored:
+            await conn.execute(NOTIFY_COMMAND_CHANGED, str(device_id))
     return bool(stored)
 
 
 async def clear_command(pool: asyncpg.Pool, device_id: uuid.UUID) -> bool:
     """Remove the standing command (the device falls back to the fleet default); False when there was none."""
-    removed = await pool.fetchval("DELETE FROM command WHERE device_id = $1 RETURNING true", device_id)
+    async with pool.acquire() as conn, conn.transaction():
+        removed = await conn.fetchval("DELETE FROM command WHERE device_id = $1 RETURNING true", device_id)
+        if removed:
+            await conn.execute(NOTIFY_COMMAND_CHANGED, str(device_id))
     return bool(removed)

@@ -1,9 +1,15 @@
-"""Storing readings: all-or-nothing, idempotent per (device, time), with the latest state and rollup kept in step.
+"""Storing readings: all-or-nothing, idempotent per (device, time), with state, rollup and totals kept in step.
 
-One statement per batch: the readings go in with `INSERT ... SELECT FROM unnest(...) ON CONFLICT DO NOTHING`,
-and only the rows actually inserted feed `device_state` (newest by time wins, so late batches of older readings
-never overwrite it) and the hourly rollup `water_temp_hourly`. Rows are written in key order so concurrent
-batches take their row locks in the same order.
+A batch (readings of one or many devices) is one transaction of two statements:
+
+1. lock the batch's device rows (`FOR NO KEY UPDATE`, in id order), so no other writer, in this process or
+   another, changes those devices' state until we commit;
+2. one statement that inserts the readings (`INSERT ... SELECT FROM unnest(...) ON CONFLICT DO NOTHING`), and
+   from the rows actually inserted updates `device_state` (newest by time wins: late batches of older readings
+   never overwrite it), the hourly rollup `water_temp_hourly`, and `fleet_totals` by the change in each device's
+   latest state. It answers how many rows were new and which input positions were duplicates.
+
+Rows are written in key order so concurrent batches take their row locks in the same order.
 """
 
 from __future__ import annotations
@@ -12,28 +18,32 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import asyncpg
-
+from app.db import Connection
 from app.validation import Reading
 
-# Rollup rows are split by writer so concurrent transactions do not queue on the current hour's row.
-ROLLUP_SHARDS = 16
+LOCK_DEVICES = "SELECT 1 FROM device WHERE id = ANY($1::uuid[]) ORDER BY id FOR NO KEY UPDATE"
 
-INSERT_READINGS = f"""
+INSERT_READINGS = """
 WITH incoming AS (
     SELECT * FROM unnest($1::uuid[], $2::timestamptz[], $3::int4[], $4::int4[], $5::float8[], $6::float8[],
-                         $7::float8[], $8::int2[])
-        AS r(device_id, time, charge_now, charge_full, charge_rate, ambient_temp, water_temp, water_level)
+                         $7::float8[], $8::int2[]) WITH ORDINALITY
+        AS r(device_id, time, charge_now, charge_full, charge_rate, ambient_temp, water_temp, water_level, ord)
 ), inserted AS (
     INSERT INTO measurement (device_id, time, charge_now, charge_full, charge_rate, ambient_temp, water_temp,
                              water_level)
-    SELECT * FROM incoming ORDER BY device_id, time
+    SELECT device_id, time, charge_now, charge_full, charge_rate, ambient_temp, water_temp, water_level
+    FROM incoming ORDER BY device_id, time
     ON CONFLICT (device_id, time) DO NOTHING
     RETURNING *
 ), per_device AS (
     SELECT DISTINCT ON (device_id) *, count(*) OVER (PARTITION BY device_id) AS readings
     FROM inserted
     ORDER BY device_id, time DESC
+), change AS (
+    -- The previous state is read before this statement's own upsert (device rows are locked: it is current).
+    SELECT p.*, (s.device_id IS NULL) AS first_reading, (s.device_id IS NULL OR p.time > s.time) AS newer,
+           coalesce(s.charge_now, 0) AS old_charge, coalesce(s.water_level, 0) AS old_level
+    FROM per_device p LEFT JOIN device_state s USING (device_id)
 ), state AS (
     INSERT INTO device_state AS s (device_id, time, charge_now, charge_full, charge_rate, ambient_temp,
                                    water_temp, water_level, readings)
@@ -52,16 +62,40 @@ WITH incoming AS (
     RETURNING 1
 ), rollup AS (
     INSERT INTO water_temp_hourly AS h (hour, shard, readings, water_temp_sum, water_temp_sumsq)
-    SELECT date_trunc('hour', time, 'UTC'), pg_backend_pid() % {ROLLUP_SHARDS}, count(*), sum(water_temp),
-           sum(water_temp * water_temp)
+    SELECT date_trunc('hour', time, 'UTC'), $9::int2, count(*), sum(water_temp), sum(water_temp * water_temp)
     FROM inserted GROUP BY 1 ORDER BY 1
     ON CONFLICT (hour, shard) DO UPDATE SET
         readings = h.readings + EXCLUDED.readings,
         water_temp_sum = h.water_temp_sum + EXCLUDED.water_temp_sum,
         water_temp_sumsq = h.water_temp_sumsq + EXCLUDED.water_temp_sumsq
     RETURNING 1
+), totals AS (
+    INSERT INTO fleet_totals AS t (shard, measurements, reporting_devices, total_battery_charge, total_water_volume)
+    SELECT $9::int2, sum(readings), count(*) FILTER (WHERE first_reading),
+           coalesce(sum(charge_now - old_charge) FILTER (WHERE newer), 0),
+           coalesce(sum(water_level - old_level) FILTER (WHERE newer), 0)
+    FROM change HAVING count(*) > 0
+    ON CONFLICT (shard) DO UPDATE SET
+        measurements = t.measurements + EXCLUDED.measurements,
+        reporting_devices = t.reporting_devices + EXCLUDED.reporting_devices,
+        total_battery_charge = t.total_battery_charge + EXCLUDED.total_battery_charge,
+        total_water_volume = t.total_water_volume + EXCLUDED.total_water_volume
+    RETURNING 1
+), stored AS (
+    SELECT count(*) AS n FROM inserted
 )
-SELECT count(*) FROM inserted
+SELECT stored.n,
+       -- Positions (1-based) of readings not stored: already in the table, or repeated earlier in the batch.
+       CASE WHEN stored.n < $10::int THEN (
+           SELECT array_agg(ord ORDER BY ord) FROM (
+               SELECT ord, device_id, time,
+                      row_number() OVER (PARTITION BY device_id, time ORDER BY ord) AS occurrence
+               FROM incoming
+           ) x
+           WHERE occurrence > 1
+              OR NOT EXISTS (SELECT 1 FROM inserted i WHERE i.device_id = x.device_id AND i.time = x.time)
+       ) END AS duplicate_positions
+FROM stored
 """
 
 
@@ -75,6 +109,14 @@ class StoreResult:
         return self.received - self.inserted
 
 
+@dataclass(frozen=True)
+class BatchOutcome:
+    """What one batch stored: the count of new rows, and the 0-based positions of readings that were not new."""
+
+    inserted: int
+    duplicate_positions: frozenset[int]
+
+
 def reading_columns(device_ids: Sequence[uuid.UUID], readings: Sequence[Reading]) -> list[list[object]]:
     """Column arrays for the insert statement, one entry per reading."""
     columns: list[list[object]] = [list(device_ids)]
@@ -82,11 +124,24 @@ def reading_columns(device_ids: Sequence[uuid.UUID], readings: Sequence[Reading]
     return columns
 
 
+async def store_batch(
+    conn: Connection, device_ids: Sequence[uuid.UUID], readings: Sequence[Reading], shard: int
+) -> BatchOutcome:
+    """Store readings (device_ids[i] owns readings[i]) in one transaction; repeated (device, time) are skipped.
+
+    `shard` picks the rollup and totals rows this writer updates; concurrent writers should use different ones.
+    """
+    async with conn.transaction():
+        await conn.execute(LOCK_DEVICES, sorted(set(device_ids)))
+        row = await conn.fetchrow(INSERT_READINGS, *reading_columns(device_ids, readings), shard, len(readings))
+    assert row is not None
+    positions = row["duplicate_positions"] or []
+    return BatchOutcome(inserted=row["n"], duplicate_positions=frozenset(p - 1 for p in positions))
+
+
 async def store_readings(
-    conn: asyncpg.Connection | asyncpg.Pool,
-    device_ids: Sequence[uuid.UUID],
-    readings: Sequence[Reading],
+    conn: Connection, device_ids: Sequence[uuid.UUID], readings: Sequence[Reading], shard: int = 0
 ) -> StoreResult:
-    """Store readings (device_ids[i] owns readings[i]) in one transaction; duplicates are skipped."""
-    inserted: int = await conn.fetchval(INSERT_READINGS, *reading_columns(device_ids, readings))
-    return StoreResult(received=len(readings), inserted=inserted)
+    """Store one request's readings on their own (no group commit)."""
+    outcome = await store_batch(conn, device_ids, readings, shard)
+    return StoreResult(received=len(readings), inserted=outcome.inserted)

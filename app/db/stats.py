@@ -1,4 +1,4 @@
-"""Fleet statistics from maintained state: cost grows with the number of devices and hours shown, not history."""
+"""Fleet statistics from maintained state: the cost depends on the hours shown, not on devices or history."""
 
 from __future__ import annotations
 
@@ -59,32 +59,33 @@ def hourly_from_sums(hour: datetime, readings: int, total: float, total_sq: floa
 
 
 async def fleet_stats(conn: Connection, hours: int) -> FleetStats:
-    """Counts and totals from `device_state`, the newest `hours` hours of temperature statistics from the rollup."""
+    """Counts and totals from `fleet_totals`, the newest `hours` hours of temperature statistics from the rollup."""
     async with conn.transaction(isolation="repeatable_read", readonly=True):
         totals = await conn.fetchrow(
             """
-            SELECT (SELECT count(*) FROM device) AS devices,
-                   count(*) AS reporting_devices,
-                   coalesce(sum(readings), 0)::bigint AS measurements,
-                   coalesce(sum(charge_now), 0)::bigint AS total_battery_charge,
-                   coalesce(sum(water_level), 0)::bigint AS total_water_volume,
+            SELECT coalesce(sum(devices), 0)::bigint AS devices,
+                   coalesce(sum(reporting_devices), 0)::bigint AS reporting_devices,
+                   coalesce(sum(measurements), 0)::bigint AS measurements,
+                   coalesce(sum(total_battery_charge), 0)::bigint AS total_battery_charge,
+                   coalesce(sum(total_water_volume), 0)::bigint AS total_water_volume,
                    now() AS as_of
-            FROM device_state
+            FROM fleet_totals
             """
         )
         assert totals is not None
+        # The newest hours first, found by walking the primary key backwards, then their shards summed.
         rows = await conn.fetch(
             """
             SELECT hour, sum(readings)::bigint AS readings, sum(water_temp_sum) AS total,
                    sum(water_temp_sumsq) AS total_sq
             FROM water_temp_hourly
+            WHERE hour IN (SELECT DISTINCT hour FROM water_temp_hourly ORDER BY hour DESC LIMIT $1)
             GROUP BY hour
-            ORDER BY hour DESC
-            LIMIT $1
+            ORDER BY hour
             """,
             hours,
         )
-    hourly = [hourly_from_sums(r["hour"], r["readings"], r["total"], r["total_sq"]) for r in reversed(rows)]
+    hourly = [hourly_from_sums(r["hour"], r["readings"], r["total"], r["total_sq"]) for r in rows]
     return FleetStats(
         measurements=totals["measurements"],
         devices=totals["devices"],

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import time
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -12,9 +11,8 @@ from aiohttp import web
 
 from app.auth import require_device
 from app.db.devices import Command, pending_command, register_device
-from app.db.measurements import store_readings
 from app.errors import FieldProblem, Forbidden, InvalidFields, Unauthorized
-from app.keys import METRICS, POOL, SETTINGS
+from app.keys import COMMANDS, INGEST, METRICS, POOL, SETTINGS
 from app.request_body import read_json
 from app.responses import json_response
 from app.settings import Settings
@@ -86,7 +84,13 @@ async def login(request: web.Request) -> web.Response:
 async def get_command(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
     device_id = require_device(request, settings)
-    command = await pending_command(request.app[POOL], device_id)
+    cache = request.app[COMMANDS]
+    found, command = cache.lookup(device_id)
+    (request.app[METRICS].command_cache_hits if found else request.app[METRICS].command_cache_misses).inc()
+    if not found:
+        read_generation = cache.generation
+        command = await pending_command(request.app[POOL], device_id)
+        cache.store(device_id, command, read_generation)
     return json_response((command or default_command(settings)).as_json())
 
 
@@ -94,11 +98,6 @@ async def post_measurement(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
     device_id = require_device(request, settings)
     readings = parse_measurements(await read_json(request), settings.max_batch)
-    metrics = request.app[METRICS]
-    started = time.perf_counter()
-    result = await store_readings(request.app[POOL], [device_id] * len(readings), readings)
-    metrics.query_duration.labels("store_readings").observe(time.perf_counter() - started)
-    metrics.readings_received.inc(result.received)
-    metrics.readings_stored.inc(result.inserted)
-    metrics.ingest_batch_size.observe(result.received)
+    result = await request.app[INGEST].submit(device_id, readings)
+    request.app[METRICS].readings_received.inc(result.received)
     return json_response({"accepted": result.received, "duplicates": result.duplicates}, status=201)

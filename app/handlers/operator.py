@@ -11,7 +11,7 @@ from app.auth import require_operator
 from app.db.devices import Command, clear_command, device_exists, set_command
 from app.errors import BadRequest, FieldProblem, InvalidFields, NotFound
 from app.handlers.devices import default_command
-from app.keys import POOL, SETTINGS
+from app.keys import COMMANDS, POOL, SETTINGS
 from app.request_body import read_json
 from app.responses import json_response
 from app.validation import reject_unknown, require_object
@@ -57,7 +57,9 @@ async def put_command(request: web.Request) -> web.Response:
     require_operator(request, settings)
     device_id = path_device_id(request)
     command = parse_command(await read_json(request), default_command(settings))
-    if not await set_command(request.app[POOL], device_id, command):
+    stored = await set_command(request.app[POOL], device_id, command)
+    request.app[COMMANDS].invalidate(device_id)
+    if not stored:
         raise NotFound(f"device {device_id} is not registered; devices register with POST /login")
     return json_response(command.as_json())
 
@@ -67,6 +69,8 @@ async def delete_command(request: web.Request) -> web.Response:
     require_operator(request, settings)
     device_id = path_device_id(request)
     pool = request.app[POOL]
-    if not await clear_command(pool, device_id) and not await device_exists(pool, device_id):
+    removed = await clear_command(pool, device_id)
+    request.app[COMMANDS].invalidate(device_id)
+    if not removed and not await device_exists(pool, device_id):
         raise NotFound(f"device {device_id} is not registered; devices register with POST /login")
     return json_response(default_command(settings).as_json())

@@ -1,0 +1,171 @@
+"""Group commit for POST /measurement: readings from concurrent requests are written together.
+
+Each request hands its readings to the `BatchWriter` and waits; a writer task takes everything queued (up to a
+batch limit), stores it in one transaction, and answers every request in the batch only after the commit, so
+an acknowledgement stays durable. There is no timer: while one batch commits the next one fills, so batches
+grow with load on their own (one reading at a time when idle, thousands under pressure).
+
+Devices are spread over `writers` tasks by id, so one device's readings are always written by the same task,
+in order. The queue is bounded: when it holds `max_queued_readings`, new requests get 503 with Retry-After at
+once instead of growing memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+
+import asyncpg
+
+from app.db import TOTALS_SHARDS
+from app.db.measurements import BatchOutcome, StoreResult, store_batch
+from app.errors import Unavailable
+from app.metrics import ServiceMetrics
+from app.validation import Reading
+
+log = logging.getLogger(__name__)
+
+# Errors after which a batch is worth one more try: the database chose it as a victim, not our data.
+RETRYABLE = (asyncpg.DeadlockDetectedError, asyncpg.SerializationError)
+
+
+@dataclass
+class PendingRequest:
+    device_id: uuid.UUID
+    readings: list[Reading]
+    future: asyncio.Future[StoreResult] = field(repr=False)
+
+
+class BatchWriter:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        metrics: ServiceMetrics,
+        *,
+        writers: int = 2,
+        max_batch_readings: int = 5000,
+        max_queued_readings: int = 50_000,
+    ) -> None:
+        self.pool = pool
+        self.metrics = metrics
+        self.max_batch_readings = max_batch_readings
+        self.max_queued_readings = max_queued_readings
+        self.queued_readings = 0
+        self._queues: list[deque[PendingRequest]] = [deque() for _ in range(writers)]
+        self._wakeups = [asyncio.Event() for _ in range(writers)]
+        self._shards = [(os.getpid() * writers + n) % TOTALS_SHARDS for n in range(writers)]
+        self._tasks: list[asyncio.Task[None]] = []
+        self._closing = False
+
+    def start(self) -> None:
+        self._tasks = [asyncio.create_task(self._run(n), name=f"ingest-writer-{n}") for n in range(len(self._queues))]
+
+    async def submit(self, device_id: uuid.UUID, readings: list[Reading]) -> StoreResult:
+        """Queue the readings and wait until they are committed (or raise `Unavailable`)."""
+        if self._closing:
+            raise Unavailable("the service is shutting down; retry on another instance or in a moment", 1)
+        if self.queued_readings + len(readings) > self.max_queued_readings:
+            self.metrics.ingest_rejected.inc(len(readings))
+            raise Unavailable("the ingest queue is full; retry after the delay in Retry-After", 1)
+        lane = device_id.int % len(self._queues)
+        request = PendingRequest(device_id, readings, asyncio.get_running_loop().create_future())
+        self._queues[lane].append(request)
+        self.queued_readings += len(readings)
+        self.metrics.ingest_queue_readings.set(self.queued_readings)
+        self._wakeups[lane].set()
+        return await request.future
+
+    async def close(self) -> None:
+        """Refuse new work, write everything already queued, stop the writers."""
+        self._closing = True
+        for wakeup in self._wakeups:
+            wakeup.set()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def _take_batch(self, lane: int) -> list[PendingRequest]:
+        queue = self._queues[lane]
+        batch: list[PendingRequest] = []
+        size = 0
+        while queue and (not batch or size + len(queue[0].readings) <= self.max_batch_readings):
+            request = queue.popleft()
+            batch.append(request)
+            size += len(request.readings)
+        self.queued_readings -= size
+        self.metrics.ingest_queue_readings.set(self.queued_readings)
+        return batch
+
+    async def _run(self, lane: int) -> None:
+        while True:
+            if not self._queues[lane]:
+                if self._closing:
+                    return
+                self._wakeups[lane].clear()
+                await self._wakeups[lane].wait()
+                continue
+            batch = self._take_batch(lane)
+            try:
+                await self._write(batch, self._shards[lane])
+            except Exception:  # the writer must outlive any one batch
+                log.exception("ingest writer %d failed a batch", lane)
+
+    async def _write(self, batch: list[PendingRequest], shard: int) -> None:
+        device_ids = [r.device_id for r in batch for _ in r.readings]
+        readings = [reading for r in batch for reading in r.readings]
+        started = time.perf_counter()
+        try:
+            outcome = await self._store_with_retry(device_ids, readings, shard)
+        except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError, TimeoutError) as exc:
+            log.warning("database unavailable for a batch of %d readings: %r", len(readings), exc)
+            self._fail(batch, Unavailable("the database is unavailable; retry after the delay in Retry-After", 1))
+            return
+        except asyncpg.PostgresError:
+            if len(batch) == 1:
+                raise
+            # Something in the batch the database refuses: write each request alone, so only it fails.
+            log.warning("a batch of %d requests failed; writing them one by one", len(batch))
+            for request in batch:
+                await self._write([request], shard)
+            return
+        self.metrics.ingest_commit_duration.observe(time.perf_counter() - started)
+        self.metrics.ingest_batch_size.observe(len(readings))
+        self.metrics.readings_stored.inc(outcome.inserted)
+        self._answer(batch, outcome)
+
+    async def _store_with_retry(self, device_ids: list[uuid.UUID], readings: list[Reading], shard: int) -> BatchOutcome:
+        for attempt in range(3):
+            try:
+                async with self.pool.acquire() as conn:
+                    return await store_batch(conn, device_ids, readings, shard)
+            except RETRYABLE:
+                if attempt == 2:
+                    raise
+                await asyncio.sleep(0.01 * (attempt + 1))
+        raise AssertionError("unreachable")
+
+    @staticmethod
+    def _answer(batch: list[PendingRequest], outcome: BatchOutcome) -> None:
+        if not outcome.duplicate_positions:
+            for request in batch:
+                if not request.future.done():
+                    request.future.set_result(
+                        StoreResult(received=len(request.readings), inserted=len(request.readings))
+                    )
+            return
+        offset = 0
+        for request in batch:
+            count = len(request.readings)
+            duplicates = sum(1 for p in range(offset, offset + count) if p in outcome.duplicate_positions)
+            offset += count
+            if not request.future.done():  # the client may have gone away; its readings are stored anyway
+                request.future.set_result(StoreResult(received=count, inserted=count - duplicates))
+
+    @staticmethod
+    def _fail(batch: list[PendingRequest], error: Exception) -> None:
+        for request in batch:
+            if not request.future.done():
+                request.future.set_exception(error)
