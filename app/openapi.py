@@ -90,6 +90,130 @@ _DEVICE_ID_PARAM = {
 }
 
 
+_RUN_ID_PARAM = {"name": "run_id", "in": "path", "required": True, "schema": {"type": "string", "format": "uuid"}}
+_RUN = {
+    "type": "object",
+    "required": ["id", "name", "started_at", "finished_at", "status", "config", "summary"],
+    "properties": {
+        "id": {"type": "string", "format": "uuid"},
+        "name": {"type": "string"},
+        "started_at": {"type": "string", "format": "date-time"},
+        "finished_at": {"type": ["string", "null"], "format": "date-time"},
+        "status": {"type": "string", "enum": ["running", "passed", "failed", "finished", "aborted"]},
+        "config": {"type": "object", "description": "The load generator's settings, as it sent them."},
+        "summary": {"type": ["object", "null"], "description": "Totals and the SLO verdict, sent at the end."},
+    },
+}
+_RUN_ERRORS = {**_AUTH_ERRORS, **_DB_ERRORS}
+_RUNS_PATHS: dict[str, Any] = {
+    "/runs": {
+        "post": {
+            "summary": "Register a load-test run (the Locust master does at test start).",
+            "security": [{"operator": []}],
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "required": ["name"],
+                            "additionalProperties": False,
+                            "properties": {
+                                "name": {"type": "string", "minLength": 1, "maxLength": 200},
+                                "config": {"type": "object"},
+                            },
+                        }
+                    }
+                },
+            },
+            "responses": {"201": _ok("The new run.", _RUN), **_BODY_ERRORS, **_RUN_ERRORS},
+        },
+        "get": {
+            "summary": "Runs, newest first, with their snapshot counts.",
+            "security": [{"operator": []}],
+            "parameters": [
+                {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000}}
+            ],
+            "responses": {
+                "200": _ok("Runs.", {"type": "object", "properties": {"runs": {"type": "array", "items": _RUN}}}),
+                "400": _error("A bad limit."),
+                **_RUN_ERRORS,
+            },
+        },
+    },
+    "/runs/{run_id}": {
+        "get": {
+            "summary": "One run with all its snapshots, oldest first.",
+            "security": [{"operator": []}],
+            "parameters": [_RUN_ID_PARAM],
+            "responses": {
+                "200": _ok("The run.", _RUN),
+                "400": _error("The run id is not a UUID."),
+                "404": _error("No such run."),
+                **_RUN_ERRORS,
+            },
+        }
+    },
+    "/runs/{run_id}/snapshots": {
+        "post": {
+            "summary": "Store aggregated load-generator stats at a time (default now); the same time replaces.",
+            "security": [{"operator": []}],
+            "parameters": [_RUN_ID_PARAM],
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "required": ["stats"],
+                            "additionalProperties": False,
+                            "properties": {
+                                "time": {"type": "string", "format": "date-time"},
+                                "stats": {"type": "object"},
+                            },
+                        }
+                    }
+                },
+            },
+            "responses": {
+                "201": _ok("Stored.", {"type": "object"}),
+                **_BODY_ERRORS,
+                "404": _error("No such run."),
+                **_RUN_ERRORS,
+            },
+        }
+    },
+    "/runs/{run_id}/finish": {
+        "post": {
+            "summary": "Finish the run with its status and summary (a later call replaces them).",
+            "security": [{"operator": []}],
+            "parameters": [_RUN_ID_PARAM],
+            "requestBody": {
+                "required": False,
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "additionalProperties": False,
+                            "properties": {
+                                "status": {"type": "string", "enum": ["passed", "failed", "finished", "aborted"]},
+                                "summary": {"type": "object"},
+                            },
+                        }
+                    }
+                },
+            },
+            "responses": {
+                "200": _ok("The finished run.", _RUN),
+                **_BODY_ERRORS,
+                "404": _error("No such run."),
+                **_RUN_ERRORS,
+            },
+        }
+    },
+}
+
+
 def openapi_document() -> dict[str, Any]:
     measurement = {"$ref": "#/components/schemas/Measurement"}
     return {
@@ -318,6 +442,7 @@ def openapi_document() -> dict[str, Any]:
                     },
                 },
             },
+            **_RUNS_PATHS,
             "/metrics": {
                 "get": {
                     "summary": "Prometheus text exposition.",

@@ -14,7 +14,7 @@ from prometheus_client.aiohttp import make_aiohttp_handler
 from app.command_cache import CommandCache
 from app.db.migrations import load_migrations
 from app.db.pool import create_pool, read_layout
-from app.handlers import devices, health, operator, stats
+from app.handlers import devices, health, operator, runs, stats
 from app.ingest import BatchWriter
 from app.keys import COMMANDS, INGEST, LAYOUT, METRICS, MIGRATIONS, POOL, SETTINGS
 from app.metrics import ServiceMetrics
@@ -103,6 +103,11 @@ def create_app(settings: Settings) -> web.Application:
             web.get("/stats", stats.get_stats),
             web.put("/devices/{device_id}/command", operator.put_command),
             web.delete("/devices/{device_id}/command", operator.delete_command),
+            web.post("/runs", runs.post_run),
+            web.get("/runs", runs.get_runs),
+            web.get("/runs/{run_id}", runs.get_one_run),
+            web.post("/runs/{run_id}/snapshots", runs.post_snapshot),
+            web.post("/runs/{run_id}/finish", runs.post_finish),
             web.get("/healthz", health.healthz),
             web.get("/readyz", health.readyz),
             web.get("/metrics", make_aiohttp_handler(metrics.registry)),
