@@ -19,6 +19,7 @@ from app.ingest import BatchWriter
 from app.keys import COMMANDS, INGEST, LAYOUT, METRICS, MIGRATIONS, POOL, SETTINGS
 from app.metrics import ServiceMetrics
 from app.middleware import error_middleware, metrics_middleware
+from app.observability import service_observers
 from app.openapi import openapi_document
 from app.responses import json_response
 from app.settings import Settings
@@ -89,6 +90,7 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(ingest_writer)
     app[COMMANDS] = CommandCache()
     app.cleanup_ctx.append(command_cache_listener)
+    app.cleanup_ctx.append(service_observers)  # GC pauses, loop lag, pool and fleet-size metrics
 
     document = openapi_document()
 
