@@ -1,0 +1,100 @@
+"""The fleet's command-line options, added to Locust's own parser (also settable in `[tool.locust]` of
+pyproject.toml, in locust.conf, or as LOCUST_* environment variables, like every Locust option)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+DEFAULT_SLO = ""
+DEFAULT_PROMETHEUS_PORT = 9646
+
+
+def add_fleet_options(parser: Any) -> None:
+    parser.add_argument(
+        "--devices-per-user",
+        type=int,
+        default=1,
+        env_var="LOCUST_DEVICES_PER_USER",
+        help="Simulated devices carried by one Locust user (1: one user and connection per device)",
+    )
+    parser.add_argument(
+        "--connections-per-user",
+        type=int,
+        default=0,
+        env_var="LOCUST_CONNECTIONS_PER_USER",
+        help="HTTP connections a user's devices share (0: one per device, at most 20)",
+    )
+    parser.add_argument(
+        "--device-interval",
+        type=float,
+        default=30.0,
+        env_var="LOCUST_DEVICE_INTERVAL",
+        help="Seconds between a device's cycles until the service's command says otherwise",
+    )
+    parser.add_argument(
+        "--device-jitter",
+        type=float,
+        default=0.1,
+        env_var="LOCUST_DEVICE_JITTER",
+        help="Jitter of each planned cycle, as a fraction of the interval",
+    )
+    parser.add_argument(
+        "--shape",
+        choices=["constant", "step", "until-failure"],
+        default="constant",
+        env_var="LOCUST_SHAPE",
+        include_in_web_ui=True,
+        help="constant: -u users; step: add --step-users every --step-seconds; until-failure: step "
+        "until the SLO breaks for --failure-checks consecutive steps, then stop",
+    )
+    parser.add_argument("--step-users", type=int, default=10, env_var="LOCUST_STEP_USERS", include_in_web_ui=True)
+    parser.add_argument(
+        "--step-seconds", type=float, default=60.0, env_var="LOCUST_STEP_SECONDS", include_in_web_ui=True
+    )
+    parser.add_argument(
+        "--max-users", type=int, default=0, env_var="LOCUST_MAX_USERS", help="Cap for the step shapes (0: none)"
+    )
+    parser.add_argument(
+        "--failure-checks",
+        type=int,
+        default=2,
+        env_var="LOCUST_FAILURE_CHECKS",
+        help="until-failure: consecutive failed step checks that end the ramp",
+    )
+    parser.add_argument(
+        "--slo",
+        default=DEFAULT_SLO,
+        env_var="LOCUST_SLO",
+        include_in_web_ui=True,
+        help="Objectives, e.g. 'p95=500, p99[/measurement]=1000, failures=0.01, lag_p99=250'",
+    )
+    parser.add_argument(
+        "--run-name", default="", env_var="LOCUST_RUN_NAME", help="Name of the run record (default: shape and time)"
+    )
+    parser.add_argument(
+        "--snapshot-interval",
+        type=float,
+        default=15.0,
+        env_var="LOCUST_SNAPSHOT_INTERVAL",
+        help="Seconds between run snapshots sent to the service (POST /runs/{id}/snapshots)",
+    )
+    parser.add_argument(
+        "--no-run-record",
+        action="store_true",
+        default=False,
+        env_var="LOCUST_NO_RUN_RECORD",
+        help="Do not register the run with the service's /runs API",
+    )
+    parser.add_argument(
+        "--prometheus-port",
+        type=int,
+        default=DEFAULT_PROMETHEUS_PORT,
+        env_var="LOCUST_PROMETHEUS_PORT",
+        help="Port of the master's /metrics (0: off)",
+    )
+    parser.add_argument(
+        "--prometheus-host",
+        default="127.0.0.1",
+        env_var="LOCUST_PROMETHEUS_HOST",
+        help="Bind address of the master's /metrics",
+    )
