@@ -1,0 +1,61 @@
+# A Locust host, master or worker, running the fleet's locustfile (locustfiles/kettle.py) from the fleetbed
+# package. The master serves the web UI and its metrics; each worker host runs one worker process per vCPU
+# (Locust is single-threaded) and connects to the master by name.
+{ config, lib, pkgs, ... }:
+let
+  settings = import ./settings.nix;
+  cfg = config.fleetbed.locust;
+  fleetbed = pkgs.callPackage ./fleetbed.nix { };
+  # Locust with everything the locustfiles import (numpy, faker, orjson), i.e. fleetbed's own dependencies.
+  locustEnv = pkgs.python3.withPackages (ps: [ (ps.toPythonModule fleetbed) ]);
+  locustfile = "${fleetbed}/share/fleetbed/locustfiles/kettle.py";
+  serviceHost = config.fleetbed.machines.serviceHost;
+  servicePort = if serviceHost == "balancer" then settings.ports.balancer else settings.ports.app;
+  common = {
+    environment = {
+      LOCUST_LOCUSTFILE = locustfile;
+      LOCUST_HOST = "http://${serviceHost}:${toString servicePort}";
+    };
+    serviceConfig = {
+      DynamicUser = true;
+      Restart = "on-failure";
+      RestartSec = 2;
+      LimitNOFILE = settings.limits.nofile;
+    };
+    wantedBy = [ "multi-user.target" ];
+    after = [ "network-online.target" ];
+    wants = [ "network-online.target" ];
+  };
+in
+{
+  options.fleetbed.locust = {
+    role = lib.mkOption {
+      type = lib.types.enum [ "master" "worker" ];
+      description = "master: web UI on ${toString settings.ports.locustWeb}, metrics on ${toString settings.ports.locustMetrics}; worker: generates load.";
+    };
+    processes = lib.mkOption {
+      type = lib.types.ints.positive;
+      default = settings.vbox.locust.vcpu;
+      description = "Worker processes on a worker host (one per vCPU).";
+    };
+  };
+
+  config = lib.mkMerge [
+    (lib.mkIf (cfg.role == "master") {
+      systemd.services.locust-master = lib.recursiveUpdate common {
+        description = "Locust master (fleetbed fleet)";
+        serviceConfig.ExecStart = "${locustEnv}/bin/locust --master --web-port ${toString settings.ports.locustWeb} --master-bind-port ${toString settings.ports.locustMaster}";
+      };
+      networking.firewall.allowedTCPPorts = with settings.ports; [ locustWeb locustMaster locustMetrics ];
+    })
+    (lib.mkIf (cfg.role == "worker") {
+      systemd.services = builtins.listToAttrs (builtins.genList (i: {
+        name = "locust-worker-${toString (i + 1)}";
+        value = lib.recursiveUpdate common {
+          description = "Locust worker ${toString (i + 1)} (fleetbed fleet)";
+          serviceConfig.ExecStart = "${locustEnv}/bin/locust --worker --master-host locust-master --master-port ${toString settings.ports.locustMaster}";
+        };
+      }) cfg.processes);
+    })
+  ];
+}
