@@ -12,6 +12,7 @@ from aiohttp.test_utils import TestClient
 from app.server import create_app
 from app.settings import Settings
 from tests.support import postgres as pg
+from tests.support.monitored_stack import monitored_stack  # noqa: F401  (session fixture: a scraped service)
 from tests.support.requirements import missing
 
 OPERATOR_TOKEN = "operator-token-for-tests-0123456789"

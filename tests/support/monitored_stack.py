@@ -1,0 +1,168 @@
+"""A monitored run on one machine, as the monitoring tests need it: the real service (two workers) on a fresh
+database, a short Locust load, node_exporter, postgres_exporter and a real Prometheus scraping all of them every
+second with the shipped recording and alert rules. Started once per test session, stopped at its end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from app.prometheus_server import INSTALL_HINT, LocalPrometheus, ScrapeTargets, prometheus_binary, write_local_config
+from tests.support import postgres as pg
+from tests.support.processes import free_port, running_fleetbed
+from tests.support.requirements import missing
+
+REPO = Path(__file__).resolve().parents[2]
+LOCUSTFILE = REPO / "locustfiles" / "kettle.py"
+SERVICE_WORKERS = 2
+LOCUST_USERS = 20
+WARM_UP_S = 15.0
+OPERATOR_TOKEN = "operator-token-for-monitoring-tests"
+
+
+@dataclass(frozen=True)
+class MonitoredStack:
+    prometheus_url: str
+    service_url: str
+    started_at: float
+    locust_up: bool
+    workdir: Path
+
+
+def prometheus_query(prometheus_url: str, expr: str, at: float | None = None) -> list[dict[str, Any]]:
+    """Instant query; the result vector (raises AssertionError with Prometheus's message on an error)."""
+    params = {"query": expr, **({"time": f"{at:.3f}"} if at is not None else {})}
+    url = f"{prometheus_url}/api/v1/query?{urllib.parse.urlencode(params)}"
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            body = json.load(response)
+    except urllib.error.HTTPError as exc:
+        body = json.load(exc)
+        exc.close()
+    if body.get("status") != "success":
+        raise AssertionError(f"{expr}: {body.get('error')}")
+    result: list[dict[str, Any]] = body["data"]["result"]
+    return result
+
+
+@contextmanager
+def background(args: list[str], log: Path, env: dict[str, str] | None = None) -> Iterator[subprocess.Popen[bytes]]:
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            args, stdout=output, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env={**os.environ, **(env or {})}
+        )
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def exporter(*names: str) -> str:
+    found = next((path for path in map(shutil.which, names) if path), None)
+    if found is None:
+        missing(f"{names[0]} is not installed (Debian: apt-get install {names[0]})")
+    return found
+
+
+def wait_for(prometheus_url: str, exprs: list[str], timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        pending = [expr for expr in exprs if not prometheus_query(prometheus_url, expr)]
+        if not pending:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no series after {timeout_s} s for: {pending}")
+        time.sleep(0.5)
+
+
+@pytest.fixture(scope="session")
+def monitored_stack(postgres_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[MonitoredStack]:
+    if prometheus_binary() is None:
+        missing(INSTALL_HINT)
+    node_exporter = exporter("prometheus-node-exporter", "node_exporter")
+    postgres_exporter = exporter("prometheus-postgres-exporter", "postgres_exporter")
+    workdir = tmp_path_factory.mktemp("monitored")
+    database_url = asyncio.run(pg.fresh_database(postgres_server))
+    ports = {name: free_port() for name in ("service", "locust", "node", "postgres", "prometheus")}
+    service_url = f"http://127.0.0.1:{ports['service']}"
+    try:
+        with ExitStack() as stack:
+            service_env = {
+                "FLEETBED_DATABASE_URL": database_url,
+                "FLEETBED_DATA_DIR": str(workdir / "data"),
+                "FLEETBED_PORT": str(ports["service"]),
+                "FLEETBED_WORKERS": str(SERVICE_WORKERS),
+                "FLEETBED_OPERATOR_TOKEN": OPERATOR_TOKEN,
+                "FLEETBED_COMMAND_INTERVAL_S": "1",
+            }
+            stack.enter_context(running_fleetbed(["serve", "--no-migrate"], service_env, ports["service"]))
+            stack.enter_context(
+                background(
+                    [node_exporter, f"--web.listen-address=127.0.0.1:{ports['node']}", "--collector.disable-defaults",
+                     "--collector.cpu", "--collector.meminfo", "--collector.loadavg"],
+                    workdir / "node-exporter.log",
+                )
+            )  # fmt: skip
+            stack.enter_context(
+                background(
+                    [postgres_exporter, f"--web.listen-address=127.0.0.1:{ports['postgres']}"],
+                    workdir / "postgres-exporter.log",
+                    {"DATA_SOURCE_NAME": f"{database_url}?sslmode=disable"},
+                )
+            )
+            locust_target = None
+            if LOCUSTFILE.exists():
+                locust_target = f"127.0.0.1:{ports['locust']}"
+                stack.enter_context(
+                    background(
+                        [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "-H", service_url,
+                         "-u", str(LOCUST_USERS), "-r", str(LOCUST_USERS), "--run-time", "180s",
+                         "--device-interval", "1", "--no-run-record", "--only-summary",
+                         "--prometheus-port", str(ports["locust"])],
+                        workdir / "locust.log",
+                        {"FLEETBED_OPERATOR_TOKEN": OPERATOR_TOKEN, "PYTHONUNBUFFERED": "1"},
+                    )
+                )  # fmt: skip
+            targets = ScrapeTargets(
+                service=[f"127.0.0.1:{ports['service']}"],
+                locust=locust_target,
+                node=f"127.0.0.1:{ports['node']}",
+                postgres=f"127.0.0.1:{ports['postgres']}",
+            )
+            config = write_local_config(workdir / "prometheus.yml", targets, scrape_interval_s=1)
+            prometheus = stack.enter_context(LocalPrometheus(config, workdir / "tsdb", ports["prometheus"]))
+            started_at = time.time()
+            wait_for(prometheus.url, ['up{job="fleetbed"} == 1', "sum(fleetbed_readings_stored_total) > 0"], 60)
+            locust_up = False
+            if locust_target is not None:
+                try:
+                    wait_for(prometheus.url, ["sum(locust_requests_total) > 0"], 45)
+                    locust_up = True
+                except AssertionError:
+                    print((workdir / "locust.log").read_text(errors="replace")[-3000:], file=sys.stderr)
+            # Rates and quantiles over [1m] need a few samples, recording rules a few evaluations after them.
+            time.sleep(max(0.0, started_at + WARM_UP_S - time.time()))
+            yield MonitoredStack(prometheus.url, service_url, started_at, locust_up, workdir)
+    finally:
+        asyncio.run(pg.drop_database(postgres_server, database_url))
