@@ -38,6 +38,7 @@ class FleetRun:
         self.results: list[CheckResult] | None = None
         self.passed: bool | None = None
         self.metrics_server: Any = None
+        self.peak_users = 0
 
     @property
     def options(self) -> Any:
@@ -52,6 +53,7 @@ class FleetRun:
         runner = self.environment.runner
         assert runner is not None
         users = runner.user_count
+        self.peak_users = max(self.peak_users, users)
         workers = len(runner.clients) if isinstance(runner, MasterRunner) else 0
         per_user = max(1, int(self.options.devices_per_user or 1))
         return {"users": users, "devices": users * per_user, "workers": workers, **summarize(runner.stats)}
@@ -93,6 +95,8 @@ class FleetRun:
             "capacity_users": capacity,
             "capacity_devices": None if capacity is None else capacity * per_user,
             "stopped_by_slo": bool(shape and shape.stopped_by_slo),
+            "peak_users": self.peak_users,
+            "peak_devices": self.peak_users * per_user,
             "steps": [{"users": check.users, "passed": check.passed} for check in (shape.checks if shape else [])],
             **self.stats_snapshot(),
         }
@@ -155,7 +159,14 @@ def attach() -> None:
     @events.test_start.add_listener
     def _on_test_start(environment: Environment, **_: Any) -> None:
         if not isinstance(environment.runner, WorkerRunner):
-            _fleet_run(environment).start()
+            fleet_run = _fleet_run(environment)
+            fleet_run.peak_users = 0
+            fleet_run.start()
+
+    @events.spawning_complete.add_listener
+    def _on_spawned(user_count: int, **_: Any) -> None:
+        for fleet_run in _RUNS.values():
+            fleet_run.peak_users = max(fleet_run.peak_users, user_count)
 
     @events.test_stop.add_listener
     def _on_test_stop(environment: Environment, **_: Any) -> None:

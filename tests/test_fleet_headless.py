@@ -1,0 +1,133 @@
+"""The kettle fleet against the real service (fleetbed serve on a test database), headless, as users run it:
+every shape, the SLO verdict and exit code, run records, the generator's /metrics, outages and re-login."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from contextlib import ExitStack
+from pathlib import Path
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.support.db import fetch, scalar
+from tests.support.fleet import fleet_args, running_locust, running_service, scrape
+from tests.support.processes import free_port
+
+
+def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+async def test_constant_fleet_meets_its_slo_and_is_recorded(pg_url: str, tmp_path: Path) -> None:
+    metrics_port = free_port()
+    with running_service(pg_url, tmp_path / "service") as service:
+        args = fleet_args(service, "-u", "6", "-r", "6", "-t", "14s", "--run-name", "constant six")
+        args += ["--slo", "p95=2000, p99[/command]=3000, failures=0.01, lag_p99=1000"]
+        args += ["--prometheus-port", str(metrics_port)]
+        with running_locust(args, tmp_path) as locust:
+            await asyncio.sleep(8)
+            metrics = samples(scrape(f"http://127.0.0.1:{metrics_port}/metrics"))
+            assert locust.wait() == 0, locust.output
+    assert "overall: PASS" in locust.output
+
+    assert metrics[("locust_users", ())] == 6
+    assert metrics[("fleetbed_generator_devices", ())] == 6
+    assert metrics[("locust_requests_total", (("method", "GET"), ("name", "/command")))] > 6
+    assert metrics[("locust_failures_total", (("method", "GET"), ("name", "/command")))] == 0
+    command_count = metrics[("locust_request_duration_seconds_count", (("method", "GET"), ("name", "/command")))]
+    infinity_bucket = ("le", "+Inf"), ("method", "GET"), ("name", "/command")
+    assert metrics[("locust_request_duration_seconds_bucket", infinity_bucket)] == command_count
+    assert metrics[("fleetbed_generator_schedule_lag_seconds_count", ())] > 6
+    assert ("locust_requests_total", (("method", "LAG"), ("name", "schedule lag"))) not in metrics
+
+    runs = await fetch(pg_url, "SELECT id, name, status, finished_at, config, summary FROM run")
+    assert len(runs) == 1
+    run = runs[0]
+    assert (run["name"], run["status"]) == ("constant six", "passed")
+    assert run["finished_at"] is not None
+    summary = json.loads(run["summary"])
+    assert summary["passed"] is True
+    assert summary["peak_devices"] == 6
+    snapshots = await scalar(pg_url, "SELECT count(*) FROM run_snapshot WHERE run_id = $1", run["id"])
+    assert snapshots >= 4, "one every 2 s plus the final one"
+
+    stats = locust.stats()
+    posted = int(stats[("POST", "/measurement")]["Request Count"])
+    assert await scalar(pg_url, "SELECT count(*) FROM device") == 6
+    assert await scalar(pg_url, "SELECT count(*) FROM measurement") == posted
+    models = await fetch(pg_url, "SELECT DISTINCT metadata->>'model' AS model FROM device")
+    assert all(row["model"].startswith("KT-") for row in models)
+
+
+async def test_slo_below_reality_fails_the_run(pg_url: str, tmp_path: Path) -> None:
+    with running_service(pg_url, tmp_path / "service") as service:
+        args = fleet_args(service, "-u", "3", "-r", "3", "-t", "6s", "--slo", "p50=0.001, failures=0.5")
+        with running_locust(args, tmp_path) as locust:
+            assert locust.wait() == 1, locust.output
+    assert "FAIL  p50" in locust.output
+    assert "PASS  failures" in locust.output
+    assert await scalar(pg_url, "SELECT status FROM run") == "failed"
+
+
+async def test_step_ramp_adds_devices_every_step(pg_url: str, tmp_path: Path) -> None:
+    with running_service(pg_url, tmp_path / "service") as service:
+        args = fleet_args(service, "--shape", "step", "--step-users", "2", "--step-seconds", "4", "-t", "13s")
+        with running_locust(args, tmp_path) as locust:
+            assert locust.wait() == 0, locust.output
+    rows = await fetch(pg_url, "SELECT (stats->>'users')::int AS users FROM run_snapshot ORDER BY time")
+    users = [row["users"] for row in rows][:-1]  # the last one is sent after the users stopped
+    assert users == sorted(users), users
+    assert users[-1] == 8
+    assert len(set(users)) >= 3
+    assert await scalar(pg_url, "SELECT count(*) FROM device") >= 6
+
+
+async def test_ramp_until_failure_stops_and_reports_the_capacity(pg_url: str, tmp_path: Path) -> None:
+    """The service dies during the third step: the ramp stops after two failed checks, capacity 4 users."""
+    with ExitStack() as service_lifetime:
+        service = service_lifetime.enter_context(running_service(pg_url, tmp_path / "service"))
+        args = fleet_args(service, "--shape", "until-failure", "--step-users", "2", "--step-seconds", "3")
+        args += ["--failure-checks", "2", "--slo", "failures=0.05", "-t", "60s"]
+        with running_locust(args, tmp_path) as locust:
+            await asyncio.sleep(6.5)
+            service_lifetime.close()
+            started = time.monotonic()
+            assert locust.wait() == 0, locust.output
+            assert time.monotonic() - started < 20, "stopped by the SLO, long before --run-time"
+    assert "Ramp until failure: capacity 4 users (4 devices)" in locust.output, locust.output
+    assert "steps 2:ok, 4:ok, 6:FAIL, 8:FAIL" in locust.output
+
+
+async def test_devices_buffer_through_an_outage_and_log_in_again(pg_url: str, tmp_path: Path) -> None:
+    """The service goes away for a few seconds and comes back with a new signing key: every device keeps its
+    readings, uploads them as a backlog array, and logs in again after its old token is refused."""
+    port = free_port()
+    args = ["-u", "4", "-r", "4", "-t", "20s", "--slo", "lag_p99=1000"]
+    with ExitStack() as first_lifetime:
+        first_service = running_service(pg_url, tmp_path / "one", port, FLEETBED_SECRET="a" * 40)
+        first = first_lifetime.enter_context(first_service)
+        with running_locust(fleet_args(first, *args), tmp_path) as locust:
+            await asyncio.sleep(6)
+            first_lifetime.close()
+            await asyncio.sleep(4)
+            with running_service(pg_url, tmp_path / "two", port, FLEETBED_SECRET="b" * 40):
+                assert locust.wait() == 0, locust.output
+    stats = locust.stats()
+    assert int(stats[("POST", "/measurement (backlog)")]["Request Count"]) >= 4
+    assert int(stats[("POST", "/login")]["Request Count"]) >= 8, "every device logged in twice"
+    gaps = await fetch(
+        pg_url,
+        """
+        SELECT device_id, max(gap) AS widest FROM (
+            SELECT device_id, time - lag(time) OVER (PARTITION BY device_id ORDER BY time) AS gap FROM measurement
+        ) g GROUP BY device_id
+        """,
+    )
+    assert len(gaps) == 4
+    assert all(row["widest"].total_seconds() < 2.5 for row in gaps), "no reading lost during the outage"
