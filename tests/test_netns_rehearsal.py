@@ -1,0 +1,251 @@
+"""A multi-host rehearsal on one machine: the service, the Locust master and two Locust workers each run in their own
+network namespace with their own address on a virtual switch (a bridge in a fifth namespace, one veth per host),
+as the NixOps network's machines do. The fleet is the real one (`locustfiles/kettle.py`).
+
+What it proves: workers find the master by address and connect to it, the load comes from the workers' addresses,
+the readings they send are stored by the service, and the master records the run with both workers in it.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager, suppress
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.conftest import OPERATOR_TOKEN
+from tests.support.processes import fleetbed_command
+from tests.support.requirements import missing
+
+REPO = Path(__file__).resolve().parents[1]
+LOCUSTFILE = REPO / "locustfiles" / "kettle.py"
+SUBNET_PREFIX = "10.231.0"
+SERVICE_PORT = 8080
+MASTER_PORT = 5557
+MASTER_METRICS_PORT = 9646
+USERS = 8
+RUN_NAME = "netns rehearsal"
+
+# Fetch a URL from inside a namespace; prints the status and the body as one JSON line.
+PROBE = """
+import json, sys, urllib.error, urllib.request
+request = urllib.request.Request(sys.argv[1], headers={"Authorization": "Bearer " + sys.argv[2]})
+try:
+    with urllib.request.urlopen(request, timeout=3) as response:
+        print(json.dumps([response.status, response.read().decode()]))
+except urllib.error.HTTPError as error:
+    print(json.dumps([error.code, error.read().decode()]))
+except OSError as error:
+    print(json.dumps([0, str(error)]))
+"""
+
+
+@dataclass(frozen=True)
+class Host:
+    """One machine of the rehearsal: a network namespace with one address."""
+
+    role: str
+    namespace: str
+    address: str
+
+    def command(self, *argv: str) -> list[str]:
+        return ["ip", "netns", "exec", self.namespace, *argv]
+
+    def run(self, *argv: str) -> str:
+        return subprocess.run(self.command(*argv), capture_output=True, text=True, check=True).stdout
+
+    def fetch(self, url: str, token: str = "") -> tuple[int, str]:
+        status, body = json.loads(self.run(sys.executable, "-c", PROBE, url, token))
+        return int(status), str(body)
+
+    def established_peers(self, local_port: int) -> set[str]:
+        """Addresses of the hosts with an established TCP connection to `local_port` here."""
+        lines = self.run("ss", "-Htn", "state", "established", f"( sport = :{local_port} )").splitlines()
+        return {line.split()[-1].rsplit(":", 1)[0] for line in lines if line.strip()}
+
+
+def ip(*argv: str) -> None:
+    subprocess.run(["ip", *argv], capture_output=True, text=True, check=True)
+
+
+@contextmanager
+def virtual_network(roles: list[str]) -> Iterator[dict[str, Host]]:
+    """A namespace per role, wired to a bridge in a switch namespace; removed with every process left inside."""
+    if os.geteuid() != 0 or shutil.which("ip") is None or shutil.which("ss") is None:
+        missing("the multi-host rehearsal needs root and iproute2 (ip netns, ss)")
+    prefix = f"fb{os.getpid()}-"
+    switch = f"{prefix}switch"
+    hosts = {role: Host(role, f"{prefix}{role}", f"{SUBNET_PREFIX}.{i + 1}") for i, role in enumerate(roles)}
+    created: list[str] = []
+    try:
+        try:
+            ip("netns", "add", switch)
+        except subprocess.CalledProcessError as error:
+            missing(f"cannot create network namespaces here: {error.stderr.strip()}")
+        created.append(switch)
+        ip("-n", switch, "link", "add", "br0", "type", "bridge")
+        ip("-n", switch, "link", "set", "dev", "br0", "up")
+        for host in hosts.values():
+            ip("netns", "add", host.namespace)
+            created.append(host.namespace)
+            ip("-n", host.namespace, "link", "set", "dev", "lo", "up")
+            ip(
+                "link",
+                "add",
+                "eth0",
+                "netns",
+                host.namespace,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                host.role,
+                "netns",
+                switch,
+            )
+            ip("-n", switch, "link", "set", "dev", host.role, "master", "br0", "up")
+            ip("-n", host.namespace, "addr", "add", f"{host.address}/24", "dev", "eth0")
+            ip("-n", host.namespace, "link", "set", "dev", "eth0", "up")
+        yield hosts
+    finally:
+        for namespace in reversed(created):
+            kill_processes_in(namespace)
+            subprocess.run(["ip", "netns", "del", namespace], capture_output=True, check=False)
+
+
+def kill_processes_in(namespace: str) -> None:
+    """What the rehearsal started and left behind in its namespace (the embedded PostgreSQL after a crash)."""
+    pids = subprocess.run(["ip", "netns", "pids", namespace], capture_output=True, text=True, check=False).stdout
+    for pid in pids.split():
+        with suppress(ProcessLookupError):
+            os.kill(int(pid), signal.SIGKILL)
+
+
+@contextmanager
+def started(
+    command: list[str], log: Path, env: dict[str, str], stop: signal.Signals
+) -> Iterator[subprocess.Popen[bytes]]:
+    """A process whose output goes to `log`; stopped with `stop` (then killed) when the block ends."""
+    with open(log, "wb") as output:
+        process = subprocess.Popen(command, env={**os.environ, **env}, stdout=output, stderr=subprocess.STDOUT)
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.send_signal(stop)
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def wait_for(what: str, seen: Callable[[], set[str]], expected: set[str], timeout_s: float = 90.0) -> None:
+    """Poll `seen()` until it includes everything in `expected`."""
+    deadline = time.monotonic() + timeout_s
+    while not seen() >= expected:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not seen within {timeout_s} s: {what} (expected {expected}, seen {seen()})")
+        time.sleep(0.5)
+
+
+@pytest.fixture
+def data_dir() -> Iterator[Path]:
+    # The embedded PostgreSQL runs as its own system user when the suite runs as root: it must reach this dir.
+    directory = Path(tempfile.mkdtemp(prefix="fleetbed-netns-"))
+    directory.chmod(0o755)
+    yield directory
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+def locust(host: Host, *argv: str) -> list[str]:
+    return host.command(sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), *argv)
+
+
+def test_service_master_and_workers_on_separate_hosts(data_dir: Path, tmp_path: Path) -> None:
+    assert LOCUSTFILE.exists(), "the fleet's locustfile"
+    with ExitStack() as stack:
+        hosts = stack.enter_context(virtual_network(["service", "master", "worker1", "worker2"]))
+        service, master, workers = hosts["service"], hosts["master"], [hosts["worker1"], hosts["worker2"]]
+        base = f"http://{service.address}:{SERVICE_PORT}"
+        service_env = {
+            "FLEETBED_DATA_DIR": str(data_dir),
+            "FLEETBED_OPERATOR_TOKEN": OPERATOR_TOKEN,
+            "FLEETBED_COMMAND_INTERVAL_S": "1",
+        }
+        serve = service.command(*fleetbed_command(), "serve", "--host", service.address, "--port", str(SERVICE_PORT))
+        stack.enter_context(started(serve, tmp_path / "service.log", service_env, signal.SIGTERM))
+        ready = lambda: {"ready"} if master.fetch(f"{base}/readyz")[0] == 200 else set()  # noqa: E731
+        wait_for("the service ready, seen from the master's host", ready, {"ready"})
+
+        master_args = [
+            "--master", "--master-bind-host", master.address, "--master-bind-port", str(MASTER_PORT),
+            "--headless", "-u", str(USERS), "-r", str(USERS), "-t", "15s", "-H", base,
+            "--expect-workers", "2", "--expect-workers-max-wait", "90",
+            "--device-interval", "1", "--snapshot-interval", "2", "--run-name", RUN_NAME,
+            "--prometheus-host", master.address, "--prometheus-port", str(MASTER_METRICS_PORT),
+            "--csv", str(tmp_path / "master"), "--only-summary",
+        ]  # fmt: skip
+        locust_env = {"FLEETBED_OPERATOR_TOKEN": OPERATOR_TOKEN, "PYTHONUNBUFFERED": "1"}
+        run = stack.enter_context(
+            started(locust(master, *master_args), tmp_path / "master.log", locust_env, signal.SIGINT)
+        )
+        for worker in workers:
+            worker_args = ["--worker", "--master-host", master.address, "--master-port", str(MASTER_PORT)]
+            log = tmp_path / f"{worker.role}.log"
+            stack.enter_context(started(locust(worker, *worker_args), log, locust_env, signal.SIGINT))
+
+        worker_addresses = {worker.address for worker in workers}
+        wait_for(
+            "both workers connected to the master", lambda: master.established_peers(MASTER_PORT), worker_addresses
+        )
+        load_sources = lambda: service.established_peers(SERVICE_PORT)  # noqa: E731
+        wait_for("both workers sending requests to the service", load_sources, worker_addresses)
+        # Prometheus on the monitoring host scrapes the master across the network, as this does from the service's.
+        status, metrics = service.fetch(f"http://{master.address}:{MASTER_METRICS_PORT}/metrics")
+        assert status == 200, metrics
+        workers_by_state = {
+            sample.labels["state"]: sample.value
+            for family in text_string_to_metric_families(metrics)
+            for sample in family.samples
+            if sample.name == "locust_workers"
+        }
+        assert sum(workers_by_state.values()) == 2, workers_by_state
+
+        assert run.wait(timeout=120) == 0, (tmp_path / "master.log").read_text(errors="replace")
+        posted = measurement_requests(tmp_path / "master_stats.csv")
+        assert posted > 0
+
+        status, body = master.fetch(f"{base}/stats", OPERATOR_TOKEN)
+        assert status == 200, body
+        stats = json.loads(body)
+        assert stats["devices"] == USERS
+        assert stats["measurements"] == posted, "every reading the workers sent is stored once"
+
+        status, body = master.fetch(f"{base}/runs", OPERATOR_TOKEN)
+        runs = [r for r in json.loads(body)["runs"] if r["name"] == RUN_NAME]
+        assert len(runs) == 1, body
+        assert runs[0]["status"] == "passed", body
+        status, body = master.fetch(f"{base}/runs/{runs[0]['id']}", OPERATOR_TOKEN)
+        snapshots = json.loads(body)["snapshots"]
+        assert max(snapshot["stats"]["workers"] for snapshot in snapshots) == 2, body
+
+
+def measurement_requests(stats_csv: Path) -> int:
+    """POST /measurement requests in Locust's final stats, after checking that no request failed."""
+    with open(stats_csv, newline="") as handle:
+        rows = {(row["Type"], row["Name"]): row for row in csv.DictReader(handle)}
+    assert int(rows[("", "Aggregated")]["Failure Count"]) == 0, rows
+    return int(rows[("POST", "/measurement")]["Request Count"])
