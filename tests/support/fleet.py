@@ -70,12 +70,16 @@ class LocustProcess:
 
 
 @contextmanager
-def running_locust(args: list[str], workdir: Path, name: str = "locust") -> Iterator[LocustProcess]:
+def running_locust(
+    args: list[str], workdir: Path, name: str = "locust", worker: bool = False
+) -> Iterator[LocustProcess]:
+    """A Locust process (headless, CSV output) or, with `worker`, a worker of a master on loopback."""
     log = workdir / f"{name}.log"
     csv_prefix = workdir / name
+    mode = ["--worker"] if worker else ["--headless", "--csv", str(csv_prefix)]
     with open(log, "wb") as output:
         process = subprocess.Popen(
-            [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "--csv", str(csv_prefix), *args],
+            [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), *mode, *args],
             cwd=workdir,
             env={**os.environ, "FLEETBED_OPERATOR_TOKEN": OPERATOR_TOKEN, "PYTHONUNBUFFERED": "1"},
             stdout=output,
