@@ -1,0 +1,159 @@
+"""`fleetbed export`: Prometheus range queries to one CSV (tidy by default, `--wide` for one column per series)."""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import IO, Any
+
+from app.prometheus_export import ExportError, export_series, write_tidy, write_wide
+from app.settings import Settings
+
+DEFAULT_PROMETHEUS = "http://127.0.0.1:9090"
+DEFAULT_STEP = "5s"
+
+# The panels of monitoring/grafana/dashboards/*.json worth keeping with a run (a test checks each is on one).
+DEFAULT_QUERIES: dict[str, str] = {
+    "active_devices": "max(fleetbed_active_devices)",
+    "request_rate": "sum by (route) (fleetbed:http_requests:rate1m)",
+    "responses_by_status": "sum by (status) (fleetbed:http_requests:rate1m)",
+    "error_ratio": "fleetbed:http_errors:ratio_rate5m",
+    "latency_p50_seconds": "fleetbed:http_request_duration_seconds:p50",
+    "latency_p95_seconds": "fleetbed:http_request_duration_seconds:p95",
+    "latency_p99_seconds": "fleetbed:http_request_duration_seconds:p99",
+    "measurement_rows": "max(fleetbed_measurement_rows)",
+    "readings_stored_rate": "fleetbed:readings_stored:rate1m",
+    "ingest_commit_p95_seconds": "fleetbed:ingest_commit_duration_seconds:p95",
+    "ingest_queue_readings": "sum(fleetbed_ingest_queue_readings)",
+    "service_cpu_cores": "fleetbed:process_cpu_seconds:rate1m",
+    "service_rss_bytes": 'sum by (instance) (process_resident_memory_bytes{job="fleetbed"})',
+    "gc_time_fraction": "fleetbed:gc_pause_seconds:rate1m",
+    "gc_pause_p99_seconds": "fleetbed:gc_pause_seconds:p99",
+    "event_loop_lag_p99_seconds": "fleetbed:event_loop_lag_seconds:p99",
+    "pool_in_use": "sum(fleetbed_db_pool_in_use_connections)",
+    "pool_waiting": "sum(fleetbed_db_pool_waiting_acquires)",
+    "pool_acquire_p95_seconds": "fleetbed:db_pool_acquire_duration_seconds:p95",
+    "query_p95_seconds": "fleetbed:db_query_duration_seconds:p95",
+    "host_iowait": 'avg(rate(node_cpu_seconds_total{mode="iowait"}[1m]))',
+    "postgres_commits_rate": "sum(rate(pg_stat_database_xact_commit[1m]))",
+    "locust_users": "sum(locust_users)",
+    "locust_request_rate": "locust:requests:rate1m",
+    "locust_failure_rate": "sum by (name) (rate(locust_failures_total[1m]))",
+    "locust_latency_p95_seconds": "locust:request_duration_seconds:p95",
+    "schedule_lag_p99_seconds": "fleetbed_generator:schedule_lag_seconds:p99",
+}
+
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h|d)?$")
+_UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+_RELATIVE = re.compile(r"^now(?:-(.+))?$")
+
+
+def parse_duration_s(text: str) -> float:
+    """`15s`, `1.5m`, `2h`, `500ms`, or plain seconds."""
+    match = _DURATION.match(text.strip())
+    if match is None or float(match[1]) <= 0:
+        raise argparse.ArgumentTypeError(f"not a positive duration: {text!r} (examples: 500ms, 15s, 2m, 1h)")
+    return float(match[1]) * _UNIT_S[match[2]]
+
+
+def parse_time(text: str, now: float | None = None) -> float:
+    """RFC 3339 (`2026-11-23T18:00:00Z`), unix seconds, `now` or `now-DURATION`; returns unix seconds."""
+    text = text.strip()
+    relative = _RELATIVE.match(text)
+    if relative is not None:
+        base = time.time() if now is None else now
+        return base - (parse_duration_s(relative[1]) if relative[1] else 0.0)
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not a time: {text!r} (RFC 3339 like 2026-11-23T18:00:00Z, unix seconds, now, now-1h)"
+        ) from None
+    if moment.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{text!r} has no UTC offset: add Z or +HH:MM")
+    return moment.timestamp()
+
+
+def parse_query(text: str) -> tuple[str, str]:
+    name, separator, expr = text.partition("=")
+    if not separator or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name.strip()) or not expr.strip():
+        raise argparse.ArgumentTypeError(f"--query takes NAME=PROMQL with NAME a plain identifier, got {text!r}")
+    return name.strip(), expr.strip()
+
+
+def register(commands: Any) -> None:
+    parser = commands.add_parser(
+        "export",
+        help="export Prometheus metrics of a run to CSV",
+        description="Run Prometheus range queries over [--start, --end] and write the results to one CSV. "
+        "Without --query, exports the default set (the dashboards' main panels). Long ranges are split under "
+        "Prometheus's 11,000 points per series. Tidy CSV by default: query, timestamp, time, value and one "
+        "column per label; --wide writes one row per timestamp and one column per series.",
+    )
+    parser.add_argument(
+        "--prometheus", default=DEFAULT_PROMETHEUS, help=f"Prometheus URL (default {DEFAULT_PROMETHEUS})"
+    )
+    parser.add_argument("--start", required=True, type=parse_time, help="RFC 3339, unix seconds, or now-DURATION")
+    parser.add_argument("--end", default="now", type=parse_time, help="same forms as --start (default now)")
+    parser.add_argument(
+        "--step", default=DEFAULT_STEP, type=parse_duration_s, help=f"resolution (default {DEFAULT_STEP})"
+    )
+    parser.add_argument(
+        "--query", action="append", type=parse_query, metavar="NAME=PROMQL", help="a query to export (repeatable)"
+    )
+    parser.add_argument("--wide", action="store_true", help="one row per timestamp, one column per series")
+    parser.add_argument("-o", "--output", required=True, help="CSV file to write ('-' for standard output)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.set_defaults(run=run)
+
+
+class ProgressBar:
+    """A one-line bar on a terminal; on anything else, nothing until the summary."""
+
+    def __init__(self, stream: IO[str], enabled: bool) -> None:
+        self.stream = stream
+        self.enabled = enabled and stream.isatty()
+
+    def __call__(self, done: int, total: int) -> None:
+        if not self.enabled:
+            return
+        width = 30
+        filled = width * done // total
+        self.stream.write(f"\rexporting [{'#' * filled}{'.' * (width - filled)}] {done}/{total} requests")
+        if done == total:
+            self.stream.write("\n")
+        self.stream.flush()
+
+
+def run(settings: Settings, args: argparse.Namespace) -> int:
+    queries = dict(args.query) if args.query else dict(DEFAULT_QUERIES)
+    start_ms, end_ms, step_ms = round(args.start * 1000), round(args.end * 1000), max(1, round(args.step * 1000))
+    try:
+        series = export_series(
+            args.prometheus, queries, start_ms, end_ms, step_ms, ProgressBar(sys.stderr, not args.quiet)
+        )
+    except ExportError as exc:
+        print(f"fleetbed export: {exc}", file=sys.stderr)
+        return 2
+    write = write_wide if args.wide else write_tidy
+    if args.output == "-":
+        rows = write(series, sys.stdout)
+    else:
+        with Path(args.output).open("w", newline="") as out:
+            rows = write(series, out)
+    empty = [name for name in queries if not any(one.query == name for one in series)]
+    print(
+        f"fleetbed export: {len(series)} series, {rows} rows from {len(queries)} queries -> {args.output}",
+        file=sys.stderr,
+    )
+    if empty:
+        print(f"fleetbed export: no data in range for: {', '.join(empty)}", file=sys.stderr)
+    return 0

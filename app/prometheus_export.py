@@ -1,0 +1,181 @@
+"""Prometheus range queries to CSV: the engine of `fleetbed export`.
+
+Prometheus refuses a range query with more than 11,000 points per series, so a long range is cut into chunks of
+at most `MAX_POINTS_PER_REQUEST` steps, aligned on the same grid (start + k * step) and never overlapping.
+
+Errors (all `ExportError`, whose message says what to do):
+    ExportError
+    ├── PrometheusUnreachable   nothing answers at the URL, or it is not a Prometheus API
+    └── QueryRejected           Prometheus refused a query (syntax error, unknown function, bad range)
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import IO, Any
+
+PROMETHEUS_POINT_LIMIT = 11_000
+MAX_POINTS_PER_REQUEST = 10_000
+REQUEST_TIMEOUT_S = 60.0
+
+
+class ExportError(Exception):
+    """Anything that stops an export; the message is meant for the user."""
+
+
+class PrometheusUnreachable(ExportError):
+    """Raised when nothing answers at the Prometheus URL, or what answers is not Prometheus's HTTP API."""
+
+
+class QueryRejected(ExportError):
+    """Raised when Prometheus answers a query with an error (bad PromQL, bad range or step)."""
+
+
+@dataclass(frozen=True)
+class Series:
+    """One series of one named query: its labels and its (unix seconds, value) points."""
+
+    query: str
+    labels: dict[str, str]
+    points: list[tuple[float, str]] = field(default_factory=list)
+
+    @property
+    def key(self) -> tuple[str, tuple[tuple[str, str], ...]]:
+        return self.query, tuple(sorted(self.labels.items()))
+
+    @property
+    def column(self) -> str:
+        """The wide-format column name: `query{a="x",b="y"}`, or `query` alone."""
+        if not self.labels:
+            return self.query
+        inner = ",".join(f'{name}="{value}"' for name, value in sorted(self.labels.items()))
+        return f"{self.query}{{{inner}}}"
+
+
+def split_range(
+    start_ms: int, end_ms: int, step_ms: int, max_points: int = MAX_POINTS_PER_REQUEST
+) -> list[tuple[int, int]]:
+    """Chunks [(start, end)] covering start, start+step, ... <= end, at most `max_points` points each."""
+    if step_ms <= 0:
+        raise ExportError("--step must be positive")
+    if end_ms < start_ms:
+        raise ExportError("--end is before --start")
+    points = (end_ms - start_ms) // step_ms + 1
+    chunks = []
+    for first in range(0, points, max_points):
+        last = min(points, first + max_points) - 1
+        chunks.append((start_ms + first * step_ms, start_ms + last * step_ms))
+    return chunks
+
+
+def _get_json(url: str) -> dict[str, Any]:
+    try:
+        with urllib.request.urlopen(url, timeout=REQUEST_TIMEOUT_S) as response:  # noqa: S310 (URL checked by caller)
+            body: dict[str, Any] = json.load(response)
+            return body
+    except urllib.error.HTTPError as exc:
+        with exc:
+            try:
+                error_body: dict[str, Any] = json.load(exc)
+            except ValueError:
+                raise PrometheusUnreachable(f"{url} answered {exc.code} {exc.reason}: is this a Prometheus?") from exc
+        return error_body
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise PrometheusUnreachable(f"cannot reach Prometheus at {url.split('/api/')[0]}: {reason}") from exc
+    except ValueError as exc:
+        raise PrometheusUnreachable(f"{url} did not answer JSON: is this a Prometheus?") from exc
+
+
+def check_url(base_url: str) -> str:
+    parsed = urllib.parse.urlsplit(base_url)
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        raise ExportError(f"--prometheus must be an http(s) URL like http://127.0.0.1:9090, got {base_url!r}")
+    return base_url.rstrip("/")
+
+
+def range_query(base_url: str, name: str, expr: str, start_ms: int, end_ms: int, step_ms: int) -> list[Series]:
+    params = urllib.parse.urlencode(
+        {"query": expr, "start": f"{start_ms / 1000:.3f}", "end": f"{end_ms / 1000:.3f}", "step": f"{step_ms / 1000:g}"}
+    )
+    body = _get_json(f"{base_url}/api/v1/query_range?{params}")
+    if body.get("status") != "success":
+        if "error" not in body:
+            raise PrometheusUnreachable(f"{base_url} did not answer like a Prometheus API")
+        raise QueryRejected(f"Prometheus rejected query {name} ({expr}): {body['error']}")
+    return [
+        Series(name, {k: v for k, v in item["metric"].items()}, [(float(t), v) for t, v in item["values"]])
+        for item in body["data"]["result"]
+    ]
+
+
+def export_series(
+    base_url: str,
+    queries: dict[str, str],
+    start_ms: int,
+    end_ms: int,
+    step_ms: int,
+    on_request: Callable[[int, int], None] | None = None,
+    max_points: int = MAX_POINTS_PER_REQUEST,
+) -> list[Series]:
+    """Every query over the whole range, chunk by chunk, merged per series; `on_request(done, total)` after each."""
+    base_url = check_url(base_url)
+    chunks = split_range(start_ms, end_ms, step_ms, max_points)
+    total = len(chunks) * len(queries)
+    merged: dict[tuple[str, tuple[tuple[str, str], ...]], Series] = {}
+    done = 0
+    for name, expr in queries.items():
+        for chunk_start, chunk_end in chunks:
+            for series in range_query(base_url, name, expr, chunk_start, chunk_end, step_ms):
+                merged.setdefault(series.key, Series(name, series.labels)).points.extend(series.points)
+            done += 1
+            if on_request is not None:
+                on_request(done, total)
+    order = {name: index for index, name in enumerate(queries)}
+    return sorted(merged.values(), key=lambda series: (order[series.query], series.key[1]))
+
+
+def _iso(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def label_columns(series: Iterable[Series]) -> list[str]:
+    return sorted({name for one in series for name in one.labels})
+
+
+def write_tidy(series: list[Series], out: IO[str]) -> int:
+    """Long format: one row per (series, timestamp); labels as columns (empty where a series lacks one)."""
+    labels = label_columns(series)
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["query", "timestamp", "time", "value", *labels])
+    rows = 0
+    for one in series:
+        label_values = [one.labels.get(label, "") for label in labels]
+        for timestamp, value in one.points:
+            writer.writerow([one.query, f"{timestamp:.3f}", _iso(timestamp), value, *label_values])
+            rows += 1
+    return rows
+
+
+def write_wide(series: list[Series], out: IO[str]) -> int:
+    """Wide format: one row per timestamp, one column per series (empty where a series has no point)."""
+    columns = [one.column for one in series]
+    by_column = [dict(one.points) for one in series]
+    timestamps = sorted({timestamp for one in series for timestamp, _ in one.points})
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["timestamp", "time", *columns])
+    for timestamp in timestamps:
+        writer.writerow([f"{timestamp:.3f}", _iso(timestamp), *(values.get(timestamp, "") for values in by_column)])
+    return len(timestamps)
+
+
+def points_in_range(start_ms: int, end_ms: int, step_ms: int) -> int:
+    return math.floor((end_ms - start_ms) / step_ms) + 1
