@@ -3,7 +3,7 @@
 { config, lib, pkgs, nodes, ... }:
 let
   settings = import ./settings.nix;
-  monitoring = ../monitoring;
+  files = import ./monitoring-files.nix;
   ipOf = machine: nodes.${machine}.config.networking.privateIPv4;
 in
 {
@@ -19,12 +19,15 @@ in
     enable = true;
     port = settings.ports.prometheus;
     retentionTime = "15d";
-    configText = builtins.readFile (monitoring + "/prometheus/prometheus.yml");
-    # The rule files are referenced from prometheus.yml by their compose path; promtool cannot see them at build.
+    # prometheus.yml names its rule files relative to itself (compose mounts the rules beside it); here the config
+    # lives in the store and the rules in /etc/prometheus/rules, so those references become absolute.
+    configText = builtins.replaceStrings [ "  - rules/" ] [ "  - /etc/prometheus/rules/" ]
+      (builtins.readFile files.prometheusConfig);
+    # promtool cannot see /etc/prometheus/rules in the build sandbox.
     checkConfig = "syntax-only";
     extraFlags = [ "--web.enable-lifecycle" ];
   };
-  environment.etc."prometheus/rules".source = monitoring + "/prometheus/rules";
+  environment.etc."prometheus/rules".source = files.prometheusRules;
 
   services.grafana = {
     enable = true;
@@ -37,12 +40,12 @@ in
     };
     provision = {
       enable = true;
-      datasources.path = monitoring + "/grafana/provisioning/datasources/prometheus.yml";
-      dashboards.path = monitoring + "/grafana/provisioning/dashboards/fleetbed.yml";
+      datasources.path = files.grafanaDatasources;
+      dashboards.path = files.grafanaDashboardProvider;
     };
   };
   # The dashboard provider reads /var/lib/grafana/dashboards, as in compose.yaml.
-  systemd.tmpfiles.rules = [ "L+ /var/lib/grafana/dashboards - - - - ${monitoring + "/grafana/dashboards"}" ];
+  systemd.tmpfiles.rules = [ "L+ /var/lib/grafana/dashboards - - - - ${files.grafanaDashboards}" ];
 
   deployment.keys."grafana-admin-password" = {
     keyFile = ./secrets/grafana-admin-password;
