@@ -11,6 +11,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import zipfile
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -240,3 +241,33 @@ def test_prometheus_scrapes_services_of_the_file_and_finds_its_rules() -> None:
         mount = next(target for target in mounts if in_container.is_relative_to(target))
         on_host = Path(mounts[mount]) / in_container.relative_to(mount)
         assert on_host.exists(), f"{rule_file} resolves to {in_container}, which the mounts do not provide"
+
+
+def test_the_build_context_builds_a_wheel_with_the_cli_and_the_migrations(tmp_path: Path) -> None:
+    """The image's build stage, minus Docker: a wheel from exactly what .dockerignore lets into the context."""
+    context = tmp_path / "context"
+    for keyword, arguments in dockerfile_instructions():
+        if keyword == "COPY" and not arguments.startswith("--from"):
+            *sources, _ = arguments.split()
+            for source in sources:
+                path = REPO / source
+                if path.is_dir():
+                    shutil.copytree(path, context / source, ignore=shutil.ignore_patterns("__pycache__"))
+                else:
+                    context.mkdir(exist_ok=True)
+                    shutil.copy(path, context / source)
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", str(context), "-w", str(tmp_path / "dist")],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    (wheel,) = (tmp_path / "dist").glob("fleetbed-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+        entry_points = next(archive.read(name).decode() for name in names if name.endswith("entry_points.txt"))
+    assert "fleetbed = app.cli:run" in entry_points
+    assert {f"app/cli/{module.name}" for module in (REPO / "app" / "cli").glob("*.py")} <= names
+    assert {f"app/_migrations/{sql.name}" for sql in (REPO / "migrations").glob("*.sql")} <= names
