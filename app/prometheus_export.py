@@ -108,11 +108,16 @@ def range_query(base_url: str, name: str, expr: str, start_ms: int, end_ms: int,
     )
     body = _get_json(f"{base_url}/api/v1/query_range?{params}")
     if body.get("status") != "success":
-        if "error" not in body:
-            raise PrometheusUnreachable(f"{base_url} did not answer like a Prometheus API")
+        if body.get("status") != "error" or "error" not in body:
+            raise PrometheusUnreachable(f"{base_url} did not answer like a Prometheus API: is this a Prometheus?")
         raise QueryRejected(f"Prometheus rejected query {name} ({expr}): {body['error']}")
     return [
-        Series(name, {k: v for k, v in item["metric"].items()}, [(float(t), v) for t, v in item["values"]])
+        # The metric name of a plain selector is in the query itself; keeping it would only add a column.
+        Series(
+            name,
+            {k: v for k, v in item["metric"].items() if k != "__name__"},
+            [(float(t), v) for t, v in item["values"]],
+        )
         for item in body["data"]["result"]
     ]
 
@@ -147,15 +152,26 @@ def _iso(timestamp: float) -> str:
     return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+TIDY_COLUMNS = ("query", "timestamp", "time", "value")
+
+
 def label_columns(series: Iterable[Series]) -> list[str]:
     return sorted({name for one in series for name in one.labels})
 
 
+def label_header(label: str) -> str:
+    """A label's column name: the label itself, or `label_<name>` when it would shadow a fixed column."""
+    return f"label_{label}" if label in TIDY_COLUMNS else label
+
+
 def write_tidy(series: list[Series], out: IO[str]) -> int:
-    """Long format: one row per (series, timestamp); labels as columns (empty where a series lacks one)."""
+    """Long format: one row per (series, timestamp); labels as columns (empty where a series lacks one).
+
+    A label named like a fixed column (`query`, for the database query-duration histogram) becomes `label_query`.
+    """
     labels = label_columns(series)
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["query", "timestamp", "time", "value", *labels])
+    writer.writerow([*TIDY_COLUMNS, *map(label_header, labels)])
     rows = 0
     for one in series:
         label_values = [one.labels.get(label, "") for label in labels]

@@ -40,6 +40,7 @@ class MonitoredStack:
     prometheus_url: str
     service_url: str
     started_at: float
+    scraped_since: float  # every target has been scraped every second since then
     locust_up: bool
     workdir: Path
 
@@ -153,7 +154,9 @@ def monitored_stack(postgres_server: str, tmp_path_factory: pytest.TempPathFacto
             config = write_local_config(workdir / "prometheus.yml", targets, scrape_interval_s=1)
             prometheus = stack.enter_context(LocalPrometheus(config, workdir / "tsdb", ports["prometheus"]))
             started_at = time.time()
-            wait_for(prometheus.url, ['up{job="fleetbed"} == 1', "sum(fleetbed_readings_stored_total) > 0"], 60)
+            wait_for(prometheus.url, ['up{job="fleetbed"} == 1', 'up{job="node"} == 1', 'up{job="postgres"} == 1'], 60)
+            scraped_since = time.time()
+            wait_for(prometheus.url, ["sum(fleetbed_readings_stored_total) > 0"], 60)
             locust_up = False
             if locust_target is not None:
                 try:
@@ -162,7 +165,7 @@ def monitored_stack(postgres_server: str, tmp_path_factory: pytest.TempPathFacto
                 except AssertionError:
                     print((workdir / "locust.log").read_text(errors="replace")[-3000:], file=sys.stderr)
             # Rates and quantiles over [1m] need a few samples, recording rules a few evaluations after them.
-            time.sleep(max(0.0, started_at + WARM_UP_S - time.time()))
-            yield MonitoredStack(prometheus.url, service_url, started_at, locust_up, workdir)
+            time.sleep(max(0.0, scraped_since + WARM_UP_S - time.time()))
+            yield MonitoredStack(prometheus.url, service_url, started_at, scraped_since, locust_up, workdir)
     finally:
         asyncio.run(pg.drop_database(postgres_server, database_url))
