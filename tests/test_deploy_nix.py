@@ -145,7 +145,7 @@ def test_ports_and_limits_match_compose() -> None:
     assert f"{ports['grafana']}:{ports['grafana']}" in published["grafana"]
     assert f"{ports['locustWeb']}:{ports['locustWeb']}" in published["locust-master"]
     assert str(ports["locustMetrics"]) in services["locust-master"]["expose"]
-    assert str(ports["locustMaster"]) in services["locust-master"]["expose"]
+    assert f"{ports['locustMaster']}:{ports['locustMaster']}" in published["locust-master"]
     assert services["app"]["ulimits"]["nofile"]["hard"] == settings["limits"]["nofile"]
     sysctl = settings["limits"]["sysctl"]
     assert sysctl["net.core.somaxconn"] >= 4096
