@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from aiohttp import web
-from prometheus_client.aiohttp import make_aiohttp_handler
 
 from app.command_cache import CommandCache
 from app.db.migrations import load_migrations
@@ -23,6 +22,7 @@ from app.observability import service_observers
 from app.openapi import openapi_document
 from app.responses import json_response
 from app.settings import Settings
+from app.worker_metrics import metrics_handler
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +112,7 @@ def create_app(settings: Settings) -> web.Application:
             web.post("/runs/{run_id}/finish", runs.post_finish),
             web.get("/healthz", health.healthz),
             web.get("/readyz", health.readyz),
-            web.get("/metrics", make_aiohttp_handler(metrics.registry)),
+            web.get("/metrics", metrics_handler(metrics.registry)),
             web.get("/openapi.json", openapi),
         ]
     )

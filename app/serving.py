@@ -1,4 +1,8 @@
-"""Running the service: one process, or N worker processes sharing one port (SO_REUSEPORT)."""
+"""Running the service: one process, or N worker processes sharing one port (SO_REUSEPORT).
+
+With N workers, /metrics on the shared port answers for all of them (app/worker_metrics.py): each worker also
+serves its registry on a private Unix socket in a directory this supervisor creates and removes.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +10,18 @@ import asyncio
 import logging
 import multiprocessing
 import os
+import shutil
 import signal
+import tempfile
+from pathlib import Path
 from types import FrameType
 
 from aiohttp import web
 
+from app.keys import METRICS
 from app.server import create_app
 from app.settings import Settings
+from app.worker_metrics import WorkerSlot, serve_worker_metrics
 
 log = logging.getLogger(__name__)
 
@@ -29,11 +38,14 @@ def use_uvloop() -> bool:
     return True
 
 
-def run_worker(settings: Settings) -> None:
+def run_worker(settings: Settings, slot: WorkerSlot | None = None) -> None:
     """Serve in this process until SIGINT/SIGTERM; aiohttp stops accepting, finishes requests, runs cleanups."""
     use_uvloop()
+    app = create_app(settings)
+    if slot is not None:
+        serve_worker_metrics(app, app[METRICS].registry, slot)
     web.run_app(
-        create_app(settings),
+        app,
         host=settings.host,
         port=settings.port,
         reuse_port=settings.workers > 1,
@@ -47,9 +59,21 @@ def serve(settings: Settings) -> None:
     if settings.workers == 1:
         run_worker(settings)
         return
+    socket_dir = Path(tempfile.mkdtemp(prefix="fleetbed-metrics-"))
+    try:
+        supervise(settings, socket_dir)
+    finally:
+        shutil.rmtree(socket_dir, ignore_errors=True)
+
+
+def supervise(settings: Settings, socket_dir: Path) -> None:
     context = multiprocessing.get_context("spawn")
     workers = [
-        context.Process(target=run_worker, args=(settings,), name=f"fleetbed-worker-{n}")
+        context.Process(
+            target=run_worker,
+            args=(settings, WorkerSlot(n, settings.workers, socket_dir)),
+            name=f"fleetbed-worker-{n}",
+        )
         for n in range(settings.workers)
     ]
     for worker in workers:
