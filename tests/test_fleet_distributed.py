@@ -56,7 +56,7 @@ async def test_master_and_two_workers_report_correct_totals(pg_url: str, tmp_pat
     generated: dict[tuple[str, str], int] = defaultdict(int)
     for (method, name), row in stats.items():
         if method in ("GET", "POST"):
-            generated[method, name.split(" ")[0]] += int(row["Request Count"])
+            generated[method, name.split(" ")[0]] += row["num_requests"]
     assert generated[("GET", "/command")] > 12
     for key, count in generated.items():
         assert by_route[key] == count, f"{key}: Locust {count}, service {by_route[key]}"

@@ -58,7 +58,7 @@ async def test_constant_fleet_meets_its_slo_and_is_recorded(pg_url: str, tmp_pat
     assert snapshots >= 4, "one every 2 s plus the final one"
 
     stats = locust.stats()
-    posted = int(stats[("POST", "/measurement")]["Request Count"])
+    posted = stats[("POST", "/measurement")]["num_requests"]
     assert await scalar(pg_url, "SELECT count(*) FROM device") == 6
     assert await scalar(pg_url, "SELECT count(*) FROM measurement") == posted
     models = await fetch(pg_url, "SELECT DISTINCT metadata->>'model' AS model FROM device")
@@ -119,8 +119,8 @@ async def test_devices_buffer_through_an_outage_and_log_in_again(pg_url: str, tm
             with running_service(pg_url, tmp_path / "two", port, FLEETBED_SECRET="b" * 40):
                 assert locust.wait() == 0, locust.output
     stats = locust.stats()
-    assert int(stats[("POST", "/measurement (backlog)")]["Request Count"]) >= 4
-    assert int(stats[("POST", "/login")]["Request Count"]) >= 8, "every device logged in twice"
+    assert stats[("POST", "/measurement (backlog)")]["num_requests"] >= 4
+    assert stats[("POST", "/login")]["num_requests"] >= 8, "every device logged in twice"
     gaps = await fetch(
         pg_url,
         """

@@ -16,7 +16,7 @@ async def test_a_run_is_registered_snapshotted_and_finished(pg_client: TestClien
     response = await pg_client.post("/runs", json={"name": "ramp 1", "config": {"shape": "step"}}, headers=OPERATOR)
     assert response.status == 201, await response.text()
     run = await response.json()
-    assert run["status"] == "running" and run["finished_at"] is None and run["config"] == {"shape": "step"}
+    assert (run["status"], run["finished_at"], run["config"]) == ("running", None, {"shape": "step"})
 
     for second, users in ((0, 10), (15, 20)):
         snapshot = {"time": f"2026-11-20T08:00:{second:02d}Z", "stats": {"users": users}}
@@ -27,7 +27,8 @@ async def test_a_run_is_registered_snapshotted_and_finished(pg_client: TestClien
     )
     assert response.status == 200
     finished = await response.json()
-    assert finished["status"] == "passed" and finished["finished_at"] is not None
+    assert finished["status"] == "passed"
+    assert finished["finished_at"] is not None
 
     detail = await (await pg_client.get(f"/runs/{run['id']}", headers=OPERATOR)).json()
     assert [snap["stats"]["users"] for snap in detail["snapshots"]] == [10, 20]

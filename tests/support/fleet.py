@@ -6,7 +6,7 @@ its own process, its output in a file.
 
 from __future__ import annotations
 
-import csv
+import json
 import os
 import subprocess
 import sys
@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tests.conftest import OPERATOR_TOKEN
 from tests.support.processes import free_port, running_fleetbed
@@ -54,7 +55,7 @@ def running_service(database_url: str, data_dir: Path, port: int | None = None, 
 class LocustProcess:
     process: subprocess.Popen[bytes]
     log: Path
-    csv_prefix: Path
+    output_prefix: Path
 
     def wait(self, timeout_s: float = 90.0) -> int:
         return self.process.wait(timeout=timeout_s)
@@ -63,10 +64,10 @@ class LocustProcess:
     def output(self) -> str:
         return self.log.read_text(errors="replace")
 
-    def stats(self) -> dict[tuple[str, str], dict[str, str]]:
-        """Locust's final `_stats.csv`, keyed by (type, name)."""
-        with open(f"{self.csv_prefix}_stats.csv", newline="") as handle:
-            return {(row["Type"], row["Name"]): row for row in csv.DictReader(handle)}
+    def stats(self) -> dict[tuple[str, str], dict[str, Any]]:
+        """Locust's final stats (`--json-file`, written at shutdown), keyed by (method, name)."""
+        entries = json.loads(Path(f"{self.output_prefix}.json").read_text())
+        return {(entry["method"], entry["name"]): entry for entry in entries}
 
 
 @contextmanager
@@ -75,8 +76,8 @@ def running_locust(
 ) -> Iterator[LocustProcess]:
     """A Locust process (headless, CSV output) or, with `worker`, a worker of a master on loopback."""
     log = workdir / f"{name}.log"
-    csv_prefix = workdir / name
-    mode = ["--worker"] if worker else ["--headless", "--csv", str(csv_prefix)]
+    output_prefix = workdir / name
+    mode = ["--worker"] if worker else ["--headless", "--json-file", str(output_prefix)]
     with open(log, "wb") as output:
         process = subprocess.Popen(
             [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), *mode, *args],
@@ -86,7 +87,7 @@ def running_locust(
             stderr=subprocess.STDOUT,
         )
     try:
-        yield LocustProcess(process, log, csv_prefix)
+        yield LocustProcess(process, log, output_prefix)
     finally:
         if process.poll() is None:
             process.kill()
