@@ -142,3 +142,18 @@ def test_a_panel_on_a_missing_metric_fails(monitored_stack: MonitoredStack) -> N
         "Devices: sum(rate(fleetbed_no_such_metric_total[1m]))",
         "Request rate by route: sum by (route) (fleetbed:http_requests:rate5m)",
     ]
+
+
+def test_local_prometheus_reports_a_bad_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from app.prometheus_server import LocalPrometheus, PrometheusError, prometheus_binary
+    from tests.support.processes import free_port
+
+    if prometheus_binary() is None:
+        missing("prometheus is not installed (Debian: apt-get install prometheus)")
+    config = tmp_path / "prometheus.yml"
+    config.write_text("scrape_configs:\n  - job_name: [not, a, name]\n")
+    with pytest.raises(PrometheusError, match="prometheus exited with"):
+        LocalPrometheus(config, tmp_path / "tsdb", free_port()).start()
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(PrometheusError, match="apt-get install prometheus"):
+        LocalPrometheus(config, tmp_path / "tsdb", free_port()).start()
