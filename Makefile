@@ -22,8 +22,8 @@ $(INSTALLED): pyproject.toml
 	touch $@
 
 lint: $(INSTALLED)
-	$(BIN)/ruff format --check app tests
-	$(BIN)/ruff check app tests
+	$(BIN)/ruff format --check app tests locustfiles
+	$(BIN)/ruff check app tests locustfiles
 
 typecheck: $(INSTALLED)
 	$(BIN)/mypy

@@ -94,7 +94,7 @@ def add_fleet_options(parser: Any) -> None:
     )
     parser.add_argument(
         "--prometheus-host",
-        default="127.0.0.1",
+        default="0.0.0.0",  # noqa: S104  (like Locust's web UI: Prometheus scrapes it from another host)
         env_var="LOCUST_PROMETHEUS_HOST",
-        help="Bind address of the master's /metrics",
+        help="Bind address of the master's /metrics (default: all interfaces, like the web UI)",
     )
