@@ -76,7 +76,6 @@ class BatchWriter:
         request = PendingRequest(device_id, readings, asyncio.get_running_loop().create_future())
         self._queues[lane].append(request)
         self.queued_readings += len(readings)
-        self.metrics.ingest_queue_readings.set(self.queued_readings)
         self._wakeups[lane].set()
         return await request.future
 

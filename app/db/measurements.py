@@ -23,7 +23,7 @@ from app.validation import Reading
 
 LOCK_DEVICES = "SELECT 1 FROM device WHERE id = ANY($1::uuid[]) ORDER BY id FOR NO KEY UPDATE"
 
-INSERT_READINGS = """
+_INCOMING_AND_INSERTED = """
 WITH incoming AS (
     SELECT * FROM unnest($1::uuid[], $2::timestamptz[], $3::int4[], $4::int4[], $5::float8[], $6::float8[],
                          $7::float8[], $8::int2[]) WITH ORDINALITY
@@ -39,12 +39,9 @@ WITH incoming AS (
     SELECT DISTINCT ON (device_id) *, count(*) OVER (PARTITION BY device_id) AS readings
     FROM inserted
     ORDER BY device_id, time DESC
-), change AS (
-    -- The previous state is read before this statement's own upsert (device rows are locked: it is current).
-    SELECT p.*, (s.device_id IS NULL) AS first_reading, (s.device_id IS NULL OR p.time > s.time) AS newer,
-           coalesce(s.charge_now, 0) AS old_charge, coalesce(s.water_level, 0) AS old_level
-    FROM per_device p LEFT JOIN device_state s USING (device_id)
-), state AS (
+)"""
+
+_UPSERT_STATE = """
     INSERT INTO device_state AS s (device_id, time, charge_now, charge_full, charge_rate, ambient_temp,
                                    water_temp, water_level, readings)
     SELECT device_id, time, charge_now, charge_full, charge_rate, ambient_temp, water_temp, water_level, readings
@@ -58,9 +55,35 @@ WITH incoming AS (
         charge_rate = CASE WHEN EXCLUDED.time > s.time THEN EXCLUDED.charge_rate ELSE s.charge_rate END,
         ambient_temp = CASE WHEN EXCLUDED.time > s.time THEN EXCLUDED.ambient_temp ELSE s.ambient_temp END,
         water_temp = CASE WHEN EXCLUDED.time > s.time THEN EXCLUDED.water_temp ELSE s.water_temp END,
-        water_level = CASE WHEN EXCLUDED.time > s.time THEN EXCLUDED.water_level ELSE s.water_level END
+        water_level = CASE WHEN EXCLUDED.time > s.time THEN EXCLUDED.water_level ELSE s.water_level END"""
+
+# How each device's latest state changed, as (readings, first_reading, charge_delta, level_delta) per device.
+# PostgreSQL 18 returns the old row from the upsert itself; older servers look it up before the upsert (the
+# statement's snapshot precedes its own writes, and the device rows are locked, so it is current).
+_CHANGE_FROM_RETURNING_OLD = f""", change AS (
+{_UPSERT_STATE}
+    RETURNING new.readings - coalesce(old.readings, 0) AS readings, old.device_id IS NULL AS first_reading,
+              new.charge_now - coalesce(old.charge_now, 0) AS charge_delta,
+              new.water_level - coalesce(old.water_level, 0) AS level_delta
+)"""
+
+_CHANGE_FROM_LOOKUP = f""", change AS (
+    -- LATERAL: one primary-key lookup per device in the batch, never a scan of all devices.
+    SELECT p.readings, s.time IS NULL AS first_reading,
+           CASE WHEN s.time IS NULL OR p.time > s.time THEN p.charge_now - coalesce(s.charge_now, 0) ELSE 0 END
+               AS charge_delta,
+           CASE WHEN s.time IS NULL OR p.time > s.time THEN p.water_level - coalesce(s.water_level, 0) ELSE 0 END
+               AS level_delta
+    FROM per_device p
+    LEFT JOIN LATERAL (
+        SELECT ds.time, ds.charge_now, ds.water_level FROM device_state ds WHERE ds.device_id = p.device_id LIMIT 1
+    ) s ON true
+), state AS (
+{_UPSERT_STATE}
     RETURNING 1
-), rollup AS (
+)"""
+
+_ROLLUP_TOTALS_AND_ANSWER = """, rollup AS (
     INSERT INTO water_temp_hourly AS h (hour, shard, readings, water_temp_sum, water_temp_sumsq)
     SELECT date_trunc('hour', time, 'UTC'), $9::int2, count(*), sum(water_temp), sum(water_temp * water_temp)
     FROM inserted GROUP BY 1 ORDER BY 1
@@ -71,9 +94,7 @@ WITH incoming AS (
     RETURNING 1
 ), totals AS (
     INSERT INTO fleet_totals AS t (shard, measurements, reporting_devices, total_battery_charge, total_water_volume)
-    SELECT $9::int2, sum(readings), count(*) FILTER (WHERE first_reading),
-           coalesce(sum(charge_now - old_charge) FILTER (WHERE newer), 0),
-           coalesce(sum(water_level - old_level) FILTER (WHERE newer), 0)
+    SELECT $9::int2, sum(readings), count(*) FILTER (WHERE first_reading), sum(charge_delta), sum(level_delta)
     FROM change HAVING count(*) > 0
     ON CONFLICT (shard) DO UPDATE SET
         measurements = t.measurements + EXCLUDED.measurements,
@@ -97,6 +118,13 @@ SELECT stored.n,
        ) END AS duplicate_positions
 FROM stored
 """
+
+INSERT_READINGS_RETURNING_OLD = _INCOMING_AND_INSERTED + _CHANGE_FROM_RETURNING_OLD + _ROLLUP_TOTALS_AND_ANSWER
+INSERT_READINGS_WITH_LOOKUP = _INCOMING_AND_INSERTED + _CHANGE_FROM_LOOKUP + _ROLLUP_TOTALS_AND_ANSWER
+
+
+def insert_statement(server_major_version: int) -> str:
+    return INSERT_READINGS_RETURNING_OLD if server_major_version >= 18 else INSERT_READINGS_WITH_LOOKUP
 
 
 @dataclass(frozen=True)
@@ -132,8 +160,9 @@ async def store_batch(
     `shard` picks the rollup and totals rows this writer updates; concurrent writers should use different ones.
     """
     async with conn.transaction():
-        await conn.execute(LOCK_DEVICES, sorted(set(device_ids)))
-        row = await conn.fetchrow(INSERT_READINGS, *reading_columns(device_ids, readings), shard, len(readings))
+        await conn.execute(LOCK_DEVICES, list(dict.fromkeys(device_ids)))
+        statement = insert_statement(conn.get_server_version().major)
+        row = await conn.fetchrow(statement, *reading_columns(device_ids, readings), shard, len(readings))
     assert row is not None
     positions = row["duplicate_positions"] or []
     return BatchOutcome(inserted=row["n"], duplicate_positions=frozenset(p - 1 for p in positions))

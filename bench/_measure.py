@@ -1,0 +1,102 @@
+"""Measurements made from Python rather than wrk: the batch writer against COPY, /stats latency, memory."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import numpy as np
+import psutil
+
+from app.history import COPY_COLUMNS, generate
+from app.ingest import BatchWriter
+from app.metrics import ServiceMetrics
+from app.validation import Reading
+
+EPOCH_2000 = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+async def writer_vs_copy(
+    copy_url: str, writer_url: str, devices: int = 1000, per_device: int = 200
+) -> tuple[float, float]:
+    """Rows per second: asyncpg's COPY of the rows vs the BatchWriter fed the same rows by concurrent requests."""
+    history = generate(np.random.default_rng(9), devices, per_device, timedelta(seconds=30), datetime.now(UTC))
+    ids = [uuid.UUID(bytes=bytes(raw)) for raw in history.device_ids]
+    for url in (copy_url, writer_url):
+        conn = await asyncpg.connect(url)
+        await conn.execute("INSERT INTO device (id) SELECT unnest($1::uuid[])", ids)
+        await conn.close()
+
+    # One request per device per round, each carrying one reading: what a fleet sends.
+    requests: list[tuple[uuid.UUID, list[Reading]]] = []
+    for r in range(per_device):
+        for d, device_id in enumerate(ids):
+            requests.append((device_id, [Reading(
+                EPOCH_2000 + timedelta(microseconds=int(history.times_us[d, r])),
+                int(history.charge_now[d, r]), int(history.charge_full[d, r]), float(history.charge_rate[d, r]),
+                float(history.ambient_temp[d, r]), float(history.water_temp[d, r]), int(history.water_level[d, r]),
+            )]))  # fmt: skip
+    conn = await asyncpg.connect(copy_url)
+    records = [(device_id, *readings[0]) for device_id, readings in requests]
+    started = time.perf_counter()
+    await conn.copy_records_to_table("measurement", records=records, columns=list(COPY_COLUMNS))
+    copy_rate = len(records) / (time.perf_counter() - started)
+    await conn.close()
+
+    pool = await asyncpg.create_pool(writer_url, min_size=4, max_size=4)
+    assert pool is not None
+    writer = BatchWriter(pool, ServiceMetrics(), writers=2, max_queued_readings=len(requests) + 1)
+    writer.start()
+    pending = iter(requests)
+
+    async def client() -> None:
+        for device_id, readings in pending:
+            await writer.submit(device_id, readings)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(client() for _ in range(2000)))  # 2000 requests in flight
+    writer_rate = len(requests) / (time.perf_counter() - started)
+    await writer.close()
+    await pool.close()
+    return copy_rate, writer_rate
+
+
+async def stats_latency(base_url: str, operator_token: str, requests: int = 300) -> tuple[float, float]:
+    """p50 and p99 of GET /stats in milliseconds, one request at a time."""
+    import aiohttp
+
+    headers = {"Authorization": f"Bearer {operator_token}"}
+    timings = []
+    async with aiohttp.ClientSession() as session:
+        for _ in range(requests):
+            started = time.perf_counter()
+            async with session.get(f"{base_url}/stats", headers=headers) as response:
+                await response.read()
+                assert response.status == 200
+            timings.append((time.perf_counter() - started) * 1000)
+    return float(np.percentile(timings, 50)), float(np.percentile(timings, 99))
+
+
+async def memory_at_connections(
+    port: int, pid: int, tokens: list[str], connections: int = 10_000
+) -> tuple[float, float]:
+    """Service RSS (MiB) idle and with `connections` open keep-alive device connections, each after one poll."""
+    service = psutil.Process(pid)
+    workers = service.children() or [service]
+    idle = sum(p.memory_info().rss for p in workers) / 2**20
+    streams = []
+    for n in range(connections):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        request = f"GET /command HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {tokens[n % len(tokens)]}\r\n\r\n"
+        writer.write(request.encode())
+        streams.append((reader, writer))
+        if len(streams) % 500 == 0:
+            await asyncio.gather(*(r.readuntil(b"}") for r, _ in streams[-500:]))
+    await asyncio.sleep(1)
+    loaded = sum(p.memory_info().rss for p in workers) / 2**20
+    for _, writer in streams:
+        writer.close()
+    return idle, loaded
