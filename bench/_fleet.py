@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import subprocess
 import sys
 import tempfile
@@ -63,6 +64,12 @@ async def register_devices(url: str, count: int) -> list[str]:
     finally:
         await conn.close()
     return [issue_device_token(SECRET, device_id, 86_400).token for device_id in ids]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def wait_ready(url: str, timeout_s: float = 60) -> None:

@@ -21,7 +21,7 @@ from bench import _fleet, _measure
 from bench._wrk import get_script, post_script, run_wrk
 
 SECONDS = 10
-PORTS = {"service": 18080, "bare": 18081, "naive": 18082}
+PORTS = {"service": _fleet.free_port(), "bare": _fleet.free_port(), "naive": _fleet.free_port()}
 
 
 async def fill(url: str, plan: BackfillPlan) -> None:
@@ -82,9 +82,10 @@ def main() -> None:
         scaling_tokens = _fleet.run(_fleet.register_devices(scaling_url, 2000))
         scaling = {}
         for workers in (1, 2):
-            with _fleet.service(scaling_url, PORTS["service"], workers=workers, pinned=False):
+            port = _fleet.free_port()
+            with _fleet.service(scaling_url, port, workers=workers, pinned=False):
                 script = post_script(scratch / f"scale{workers}.lua", scaling_tokens, start_epoch + workers * 20_000)
-                scaling[workers] = run_wrk(f"{service_url}/measurement", script, SECONDS)
+                scaling[workers] = run_wrk(f"http://127.0.0.1:{port}/measurement", script, SECONDS)
         print(f"scaling: {scaling[1].requests_per_s:,.0f}/s -> {scaling[2].requests_per_s:,.0f}/s", flush=True)
 
         copy_url = _fleet.run(_fleet.fresh_database(server_url, "bench_copy"))
@@ -97,8 +98,9 @@ def main() -> None:
         now = datetime.now(UTC)
         for label, devices, readings in (("10k", 1000, 10), ("5M", 9990, 500)):
             _fleet.run(fill(stats_url, BackfillPlan(devices, readings, timedelta(seconds=30), now, seed=4)))
-            with _fleet.service(stats_url, PORTS["service"]):
-                latencies[label] = _fleet.run(_measure.stats_latency(service_url, _fleet.OPERATOR_TOKEN))
+            port = _fleet.free_port()
+            with _fleet.service(stats_url, port):
+                latencies[label] = _fleet.run(_measure.stats_latency(f"http://127.0.0.1:{port}", _fleet.OPERATOR_TOKEN))
             print(f"stats at {label}: p50 {latencies[label][0]:.2f} ms, p99 {latencies[label][1]:.2f} ms", flush=True)
 
     post_ratio = post.requests_per_s / bare_post.requests_per_s

@@ -1,0 +1,123 @@
+"""One benchmark point, in its own process: simulate N devices against the bare endpoint with Locust as a library,
+warm up (spawn, log in, one full interval), then measure one window. Prints one JSON line.
+
+Modes: `plain` is the baseline, one FastHttpUser per device sleeping until each planned slot of its own
+schedule; `grouped` is the fleet's FleetUser carrying --devices-per-user devices over a shared pool.
+"""
+
+
+import argparse
+import json
+import random
+import resource
+import sys
+import time
+from pathlib import Path
+
+import gevent
+from locust import FastHttpUser, constant, task
+from locust.env import Environment
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "locustfiles"))
+
+from _device import LAG_NAME, LAG_REQUEST_TYPE, SimulatedDevice
+from _fleet_user import FleetUser
+
+
+def rss_bytes() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def plain_user(interval_s: float) -> type[FastHttpUser]:
+    class PlainKettle(FastHttpUser):
+        """The baseline: one user, one connection, one greenlet per device, sleeping until its next slot."""
+
+        wait_time = constant(0)
+
+        def on_start(self) -> None:
+            self.device = SimulatedDevice(random.Random(), interval_s, 0.1)
+
+        @task
+        def cycle(self) -> None:
+            gevent.sleep(max(0.0, self.device.schedule.next_due - time.monotonic()))
+            planned = self.device.schedule.take(interval_s, time.monotonic(), random)  # type: ignore[arg-type]
+            self.device.cycle(self.client, planned, self.report_lag)
+
+        def report_lag(self, lag_ms: float) -> None:
+            self.environment.events.request.fire(
+                request_type=LAG_REQUEST_TYPE, name=LAG_NAME, response_time=lag_ms, response_length=0,
+                exception=None, context={},
+            )  # fmt: skip
+
+    return PlainKettle
+
+
+def grouped_user() -> type[FleetUser]:
+    class GroupedKettle(FleetUser):
+        pass
+
+    return GroupedKettle
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("mode", choices=["plain", "grouped"])
+    parser.add_argument("devices", type=int)
+    parser.add_argument("host")
+    parser.add_argument("--interval", type=float, default=30.0)
+    parser.add_argument("--devices-per-user", type=int, default=500)
+    parser.add_argument("--connections-per-user", type=int, default=20)
+    parser.add_argument("--window", type=float, default=30.0)
+    args = parser.parse_args()
+
+    per_user = 1 if args.mode == "plain" else args.devices_per_user
+    options = argparse.Namespace(
+        devices_per_user=per_user, connections_per_user=args.connections_per_user,
+        device_interval=args.interval, device_jitter=0.1,
+    )  # fmt: skip
+    user = plain_user(args.interval) if args.mode == "plain" else grouped_user()
+    environment = Environment(user_classes=[user], host=args.host, parsed_options=options)
+    runner = environment.create_local_runner()
+    users = -(-args.devices // per_user)
+    rss_before = rss_bytes()
+    started = time.monotonic()
+    runner.start(users, spawn_rate=2_000 if args.mode == "plain" else 50)
+    while runner.user_count < users:
+        gevent.sleep(0.5)
+    spawn_s = time.monotonic() - started
+    gevent.sleep(args.interval + 5)
+    runner.stats.reset_all()
+    cpu_start, window_start = cpu_seconds(), time.monotonic()
+    gevent.sleep(args.window)
+    elapsed = time.monotonic() - window_start
+    cpu = (cpu_seconds() - cpu_start) / elapsed
+    lag = runner.stats.get(LAG_NAME, LAG_REQUEST_TYPE)
+    requests = [e for e in runner.stats.entries.values() if e.method != LAG_REQUEST_TYPE]
+    result = {
+        "mode": args.mode,
+        "devices": users * per_user,
+        "planned_rps": users * per_user * 2 / args.interval,
+        "achieved_rps": sum(e.num_requests for e in requests) / elapsed,
+        "failures": sum(e.num_failures for e in requests) + lag.num_failures,
+        "lag_p50_ms": lag.get_response_time_percentile(0.5) if lag.num_requests else None,
+        "lag_p99_ms": lag.get_response_time_percentile(0.99) if lag.num_requests else None,
+        "latency_p99_ms": max((e.get_response_time_percentile(0.99) for e in requests if e.num_requests), default=None),
+        "cpu": cpu,
+        "rss_mb": rss_bytes() / 2**20,
+        "bytes_per_device": (rss_bytes() - rss_before) / (users * per_user),
+        "spawn_s": spawn_s,
+    }
+    runner.quit()
+    print(json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,139 @@
+"""Generator efficiency: how many devices one Locust process can simulate at the original experiment's rate (one
+poll and one measurement per device every 30 s) with schedule lag p99 <= 250 ms, against a bare endpoint.
+
+Compares, in one run, the plain baseline (one FastHttpUser per device) with the fleet's grouped design
+(FleetUser carrying --devices-per-user devices over a shared connection pool, each device keeping its own id,
+token, state and schedule). Each point runs in a fresh process pinned to CPU 0; the bare endpoint is pinned to
+CPU 1. A mode's ladder stops at its first failing point. Prints a table and the ratio of the two capacities.
+
+    .venv/bin/python bench/generator.py [--interval 30] [--plain 2500,5000,10000,15000] [--grouped 10000,25000,50000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+LAG_LIMIT_MS = 250.0
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def pin(pid: int, cpu: int) -> None:
+    if hasattr(os, "sched_setaffinity") and cpu < (os.cpu_count() or 1):
+        os.sched_setaffinity(pid, {cpu})
+
+
+def wait_for_port(port: int, timeout_s: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise SystemExit(f"the bare endpoint did not listen on {port}")
+
+
+def run_point(mode: str, devices: int, host: str, args: argparse.Namespace) -> dict[str, object]:
+    command = [sys.executable, str(HERE / "_generator_run.py"), mode, str(devices), host]
+    command += ["--interval", str(args.interval), "--window", str(args.window)]
+    command += ["--devices-per-user", str(args.devices_per_user), "--connections-per-user", str(args.connections)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    pin(process.pid, 0)
+    stdout, stderr = process.communicate(timeout=args.interval * 3 + args.window + 600)
+    lines = [line for line in stdout.splitlines() if line.startswith("{")]
+    if process.returncode != 0 or not lines:
+        return {"mode": mode, "devices": devices, "error": (stderr or stdout).strip().splitlines()[-1:]}
+    result: dict[str, object] = json.loads(lines[-1])
+    return result
+
+
+def passed(result: dict[str, object]) -> bool:
+    lag = result.get("lag_p99_ms")
+    planned = float(result.get("planned_rps", 0) or 0)  # type: ignore[arg-type]
+    achieved = float(result.get("achieved_rps", 0) or 0)  # type: ignore[arg-type]
+    return (
+        "error" not in result
+        and lag is not None
+        and float(lag) <= LAG_LIMIT_MS  # type: ignore[arg-type]
+        and result.get("failures") == 0
+        and achieved >= 0.9 * planned
+    )
+
+
+def fmt(value: object, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--interval", type=float, default=30.0, help="seconds between a device's cycles")
+    parser.add_argument("--window", type=float, default=30.0, help="measured seconds per point (after warm-up)")
+    parser.add_argument("--plain", default="2500,5000,10000,15000", help="device counts for the baseline")
+    parser.add_argument("--grouped", default="10000,25000,50000,75000", help="device counts for the grouped design")
+    parser.add_argument("--devices-per-user", type=int, default=500)
+    parser.add_argument("--connections", type=int, default=20, help="connections per grouped user")
+    args = parser.parse_args()
+
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, str(HERE / "_bare_endpoint.py"), str(port), str(int(args.interval))],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    pin(server.pid, 1)
+    try:
+        wait_for_port(port)
+        host = f"http://127.0.0.1:{port}"
+        results: list[dict[str, object]] = []
+        capacity: dict[str, int] = {}
+        for mode, ladder in (("plain", args.plain), ("grouped", args.grouped)):
+            for devices in (int(n) for n in ladder.split(",") if n):
+                result = run_point(mode, devices, host, args)
+                result["ok"] = passed(result)
+                results.append(result)
+                print(json.dumps(result), file=sys.stderr, flush=True)
+                if not result["ok"]:
+                    break
+                capacity[mode] = devices
+    finally:
+        server.terminate()
+        server.wait()
+
+    print(f"\none poll + one measurement per device every {args.interval:g} s; pass = lag p99 <= {LAG_LIMIT_MS:g} ms,")
+    print("no failures, >= 90% of the planned rate; generator pinned to one core, bare endpoint on the other\n")
+    header = f"{'mode':<8} {'devices':>8} {'planned/s':>10} {'achieved/s':>10} {'lag p50':>8} {'lag p99':>8} "
+    header += f"{'req p99':>8} {'CPU':>5} {'RSS MB':>7} {'KB/dev':>7} {'pass':>5}"
+    print(header)
+    for r in results:
+        if "error" in r:
+            print(f"{r['mode']:<8} {r['devices']:>8} error: {r['error']}")
+            continue
+        print(
+            f"{r['mode']:<8} {r['devices']:>8} {fmt(r['planned_rps'], '.0f'):>10} {fmt(r['achieved_rps'], '.0f'):>10} "
+            f"{fmt(r['lag_p50_ms'], '.0f'):>8} {fmt(r['lag_p99_ms'], '.0f'):>8} {fmt(r['latency_p99_ms'], '.0f'):>8} "
+            f"{fmt(r['cpu'], '.0%'):>5} {fmt(r['rss_mb'], '.0f'):>7} "
+            f"{fmt(float(r['bytes_per_device']) / 1024, '.1f'):>7} {'yes' if r['ok'] else 'NO':>5}"  # type: ignore[arg-type]
+        )
+    plain, grouped = capacity.get("plain"), capacity.get("grouped")
+    print(f"\ndevices per process meeting the target: plain {plain or 'none'}, grouped {grouped or 'none'}", end="")
+    if plain and grouped:
+        print(f"; grouped / plain = {grouped / plain:.1f}x (at least; each ladder stops at its first failure)")
+    else:
+        print()
+
+
+if __name__ == "__main__":
+    main()
