@@ -8,8 +8,9 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from app.errors import Forbidden, Unauthorized
+from app.keys import TOKENS
 from app.settings import Settings
-from app.tokens import bearer_token, tokens_equal, verify_device_token
+from app.tokens import bearer_token, tokens_equal
 
 
 @dataclass(frozen=True)
@@ -29,7 +30,7 @@ def identify(request: web.Request, settings: Settings) -> Caller:
         return Caller(device_id=None)
     if not token.startswith("v1."):
         raise Unauthorized("unknown token; devices log in with POST /login, operators use the operator token")
-    return Caller(device_id=verify_device_token(settings.secret, token))
+    return Caller(device_id=request.app[TOKENS].verify(token))
 
 
 def require_device(request: web.Request, settings: Settings) -> uuid.UUID:

@@ -11,6 +11,7 @@ from app.db.pool import DatabaseLayout
 from app.ingest import BatchWriter
 from app.metrics import ServiceMetrics
 from app.settings import Settings
+from app.tokens import TokenVerifier
 
 SETTINGS = web.AppKey("settings", Settings)
 METRICS = web.AppKey("metrics", ServiceMetrics)
@@ -19,3 +20,4 @@ LAYOUT = web.AppKey("layout", DatabaseLayout)
 MIGRATIONS = web.AppKey("migrations", list[Migration])
 INGEST = web.AppKey("ingest", BatchWriter)
 COMMANDS = web.AppKey("commands", CommandCache)
+TOKENS = web.AppKey("tokens", TokenVerifier)

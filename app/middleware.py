@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from typing import Any
 
 import asyncpg
 from aiohttp import web
@@ -90,6 +91,10 @@ def route_label(request: web.Request) -> str:
 
 
 def metrics_middleware(metrics: ServiceMetrics) -> Middleware:
+    # Label children looked up once per (method, route, status): the label sets are bounded, the lookup is not free.
+    counters: dict[tuple[str, str, int], Any] = {}
+    durations: dict[tuple[str, str], Any] = {}
+
     @web.middleware
     async def record(request: web.Request, handler: Handler) -> web.StreamResponse:
         started = time.perf_counter()
@@ -104,8 +109,14 @@ def metrics_middleware(metrics: ServiceMetrics) -> Middleware:
         finally:
             route = route_label(request)
             method = request.method if request.method in _KNOWN_METHODS else "OTHER"
-            metrics.requests.labels(method, route, str(status)).inc()
-            metrics.request_duration.labels(method, route).observe(time.perf_counter() - started)
+            counter = counters.get((method, route, status))
+            if counter is None:
+                counter = counters[method, route, status] = metrics.requests.labels(method, route, str(status))
+            duration = durations.get((method, route))
+            if duration is None:
+                duration = durations[method, route] = metrics.request_duration.labels(method, route)
+            counter.inc()
+            duration.observe(time.perf_counter() - started)
 
     return record
 

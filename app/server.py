@@ -15,13 +15,14 @@ from app.db.migrations import load_migrations
 from app.db.pool import create_pool, read_layout
 from app.handlers import devices, health, operator, runs, stats
 from app.ingest import BatchWriter
-from app.keys import COMMANDS, INGEST, LAYOUT, METRICS, MIGRATIONS, POOL, SETTINGS
+from app.keys import COMMANDS, INGEST, LAYOUT, METRICS, MIGRATIONS, POOL, SETTINGS, TOKENS
 from app.metrics import ServiceMetrics
 from app.middleware import error_middleware, metrics_middleware
 from app.observability import service_observers
 from app.openapi import openapi_document
 from app.responses import json_response
 from app.settings import Settings
+from app.tokens import TokenVerifier
 from app.worker_metrics import metrics_handler
 
 log = logging.getLogger(__name__)
@@ -89,6 +90,7 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(database_pool)
     app.cleanup_ctx.append(ingest_writer)
     app[COMMANDS] = CommandCache()
+    app[TOKENS] = TokenVerifier(settings.secret)
     app.cleanup_ctx.append(command_cache_listener)
     app.cleanup_ctx.append(service_observers)  # GC pauses, loop lag, pool and fleet-size metrics
 

@@ -76,3 +76,28 @@ def bearer_token(authorization: str | None) -> str:
 def tokens_equal(given: str, expected: str) -> bool:
     """Constant-time comparison of two secrets."""
     return hmac.compare_digest(given.encode(), expected.encode())
+
+
+class TokenVerifier:
+    """Verifies device tokens, remembering the ones already verified so a device's polls skip the HMAC.
+
+    Only tokens whose signature checked out are remembered; expiry is checked on every use.
+    """
+
+    def __init__(self, secret: bytes, max_entries: int = 200_000) -> None:
+        self._secret = secret
+        self._max_entries = max_entries
+        self._verified: dict[str, tuple[uuid.UUID, int]] = {}
+
+    def verify(self, token: str, now: float | None = None) -> uuid.UUID:
+        known = self._verified.get(token)
+        if known is not None:
+            device_id, expires_at = known
+            if expires_at > (now if now is not None else time.time()):
+                return device_id
+            del self._verified[token]
+        device_id = verify_device_token(self._secret, token, now)
+        if len(self._verified) >= self._max_entries:
+            self._verified.clear()  # crude but bounded; the next polls refill it
+        self._verified[token] = (device_id, int(token.split(".")[2]))
+        return device_id

@@ -13,7 +13,7 @@ from aiohttp.test_utils import TestClient
 from app.errors import Unauthorized
 from app.server import create_app
 from app.settings import Settings
-from app.tokens import issue_device_token, verify_device_token
+from app.tokens import TokenVerifier, issue_device_token, verify_device_token
 from tests.conftest import OPERATOR_TOKEN, SECRET, AiohttpClient, make_settings
 from tests.support.db import stored_rows
 from tests.support.devices import login, reading
@@ -153,3 +153,17 @@ def test_secrets_from_the_environment_win(tmp_path: Path) -> None:
     assert settings.secret == b"k" * 40
     assert settings.operator_token == "op" * 10
     assert not (tmp_path / "secrets" / "operator-token").exists()
+
+
+def test_remembered_tokens_still_expire_and_forgeries_are_never_remembered() -> None:
+    verifier = TokenVerifier(SECRET)
+    device_id = uuid.uuid4()
+    token = issue_device_token(SECRET, device_id, ttl_s=60, now=1_000_000).token
+    assert verifier.verify(token, now=1_000_000) == device_id
+    assert verifier.verify(token, now=1_000_030) == device_id, "answered from memory"
+    with pytest.raises(Unauthorized, match="expired"):
+        verifier.verify(token, now=1_000_060)
+    forged = tamper(token)
+    for _ in range(2):
+        with pytest.raises(Unauthorized):
+            verifier.verify(forged, now=1_000_000)
