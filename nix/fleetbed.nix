@@ -12,7 +12,7 @@ python3Packages.buildPythonApplication {
 
   src = lib.fileset.toSource {
     root = ../.;
-    fileset = lib.fileset.unions [ ../pyproject.toml ../README.md ../app ../migrations ../locustfiles ];
+    fileset = lib.fileset.unions [ ../pyproject.toml ../README.md ../app ../migrations ../monitoring ../locustfiles ];
   };
 
   build-system = [ python3Packages.hatchling ];

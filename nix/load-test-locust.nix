@@ -42,8 +42,13 @@ in
 
   config = lib.mkMerge [
     (lib.mkIf (cfg.role == "master") {
+      # FLEETBED_OPERATOR_TOKEN, with which the master records each run in the service (never database access).
+      deployment.keys."locust.env" = { keyFile = ./secrets/locust.env; permissions = "0400"; };
       systemd.services.locust-master = lib.recursiveUpdate common {
         description = "Locust master (fleetbed fleet)";
+        wants = [ "network-online.target" "locust.env-key.service" ];
+        after = [ "network-online.target" "locust.env-key.service" ];
+        serviceConfig.EnvironmentFile = "/run/keys/locust.env";
         serviceConfig.ExecStart = "${locustEnv}/bin/locust --master --web-port ${toString settings.ports.locustWeb} --master-bind-port ${toString settings.ports.locustMaster}";
       };
       networking.firewall.allowedTCPPorts = with settings.ports; [ locustWeb locustMaster locustMetrics ];

@@ -9,6 +9,7 @@ rec {
     numpy = "numpy";
     faker = "faker";
     locust = "locust";
+    pg8000 = "pg8000";
     orjson = "orjson";
     tqdm = "tqdm";
   };

@@ -272,3 +272,11 @@ def test_the_build_context_builds_a_wheel_with_the_cli_and_the_migrations(tmp_pa
     assert "fleetbed = app.cli:run" in entry_points
     assert {f"app/cli/{module.name}" for module in (REPO / "app" / "cli").glob("*.py")} <= names
     assert {f"app/_migrations/{sql.name}" for sql in (REPO / "migrations").glob("*.sql")} <= names
+
+
+def test_locust_never_gets_database_credentials() -> None:
+    services = docker_compose_config(POSTGRES_PASSWORD="database-password-here")["services"]
+    for name in ("locust-master", "locust-worker"):
+        service = services[name]
+        assert "database-password-here" not in json.dumps(service), name
+        assert not any(volume.startswith("app-data") for volume in service.get("volumes", [])), name
