@@ -30,10 +30,7 @@ class PrometheusError(RuntimeError):
 
 
 def monitoring_dir() -> Path:
-    """`monitoring/` of a source checkout, or the copy packaged inside an installed wheel."""
-    packaged = Path(__file__).resolve().parent / "_monitoring"
-    if packaged.is_dir():
-        return packaged
+    """`monitoring/` of the source checkout (deployments mount it; the wheel does not carry it)."""
     return Path(__file__).resolve().parent.parent / "monitoring"
 
 
@@ -62,13 +59,13 @@ def local_config(targets: ScrapeTargets, scrape_interval_s: float = 5.0) -> str:
     if targets.postgres:
         jobs.append(("postgres", [targets.postgres]))
     interval = f"{scrape_interval_s:g}s"
+    rules = rule_files()  # none in an installed wheel without the checkout: scrapes only
     lines = [
         "# Written by fleetbed for a run on one machine; the deployments use monitoring/prometheus/prometheus.yml.",
         "global:",
         f"  scrape_interval: {interval}",
         f"  evaluation_interval: {interval}",
-        "rule_files:",
-        *(f"  - {path}" for path in rule_files()),
+        *(["rule_files:", *(f"  - {path}" for path in rules)] if rules else ["rule_files: []"]),
         "scrape_configs:",
     ]
     for job, job_targets in jobs:
