@@ -5,9 +5,9 @@ Modes: `plain` is the baseline, one FastHttpUser per device sleeping until each 
 schedule; `grouped` is the fleet's FleetUser carrying --devices-per-user devices over a shared pool.
 """
 
-
 import argparse
 import json
+import os
 import random
 import resource
 import sys
@@ -29,6 +29,12 @@ def rss_bytes() -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) * 1024
     return 0
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of another process (the endpoint), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def cpu_seconds() -> float:
@@ -76,6 +82,7 @@ def main() -> None:
     parser.add_argument("--devices-per-user", type=int, default=500)
     parser.add_argument("--connections-per-user", type=int, default=20)
     parser.add_argument("--window", type=float, default=30.0)
+    parser.add_argument("--server-pid", type=int, default=0)
     args = parser.parse_args()
 
     per_user = 1 if args.mode == "plain" else args.devices_per_user
@@ -95,10 +102,12 @@ def main() -> None:
     spawn_s = time.monotonic() - started
     gevent.sleep(args.interval + 5)
     runner.stats.reset_all()
+    server_start = process_cpu_seconds(args.server_pid) if args.server_pid else 0.0
     cpu_start, window_start = cpu_seconds(), time.monotonic()
     gevent.sleep(args.window)
     elapsed = time.monotonic() - window_start
     cpu = (cpu_seconds() - cpu_start) / elapsed
+    server_cpu = (process_cpu_seconds(args.server_pid) - server_start) / elapsed if args.server_pid else None
     lag = runner.stats.get(LAG_NAME, LAG_REQUEST_TYPE)
     requests = [e for e in runner.stats.entries.values() if e.method != LAG_REQUEST_TYPE]
     result = {
@@ -111,9 +120,13 @@ def main() -> None:
         "lag_p99_ms": lag.get_response_time_percentile(0.99) if lag.num_requests else None,
         "latency_p99_ms": max((e.get_response_time_percentile(0.99) for e in requests if e.num_requests), default=None),
         "cpu": cpu,
+        "server_cpu": server_cpu,
         "rss_mb": rss_bytes() / 2**20,
         "bytes_per_device": (rss_bytes() - rss_before) / (users * per_user),
         "spawn_s": spawn_s,
+        "errors": sorted(
+            (e.occurrences, f"{e.method} {e.name}: {e.error}"[:160]) for e in runner.stats.errors.values()
+        )[-3:],
     }
     runner.quit()
     print(json.dumps(result), flush=True)

@@ -46,8 +46,16 @@ def wait_for_port(port: int, timeout_s: float = 20.0) -> None:
     raise SystemExit(f"the bare endpoint did not listen on {port}")
 
 
-def run_point(mode: str, devices: int, host: str, args: argparse.Namespace) -> dict[str, object]:
-    command = [sys.executable, str(HERE / "_generator_run.py"), mode, str(devices), host]
+def run_point(mode: str, devices: int, host: str, server_pid: int, args: argparse.Namespace) -> dict[str, object]:
+    command = [
+        sys.executable,
+        str(HERE / "_generator_run.py"),
+        mode,
+        str(devices),
+        host,
+        "--server-pid",
+        str(server_pid),
+    ]
     command += ["--interval", str(args.interval), "--window", str(args.window)]
     command += ["--devices-per-user", str(args.devices_per_user), "--connections-per-user", str(args.connections)]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -101,7 +109,7 @@ def main() -> None:
         capacity: dict[str, int] = {}
         for mode, ladder in (("plain", args.plain), ("grouped", args.grouped)):
             for devices in (int(n) for n in ladder.split(",") if n):
-                result = run_point(mode, devices, host, args)
+                result = run_point(mode, devices, host, server.pid, args)
                 result["ok"] = passed(result)
                 results.append(result)
                 print(json.dumps(result), file=sys.stderr, flush=True)
@@ -113,9 +121,10 @@ def main() -> None:
         server.wait()
 
     print(f"\none poll + one measurement per device every {args.interval:g} s; pass = lag p99 <= {LAG_LIMIT_MS:g} ms,")
-    print("no failures, >= 90% of the planned rate; generator pinned to one core, bare endpoint on the other\n")
+    print("no failures, >= 90% of the planned rate; generator pinned to one core, bare endpoint on the other")
+    print("(CPU: generator process; server: the bare endpoint, both as a share of one core over the window)\n")
     header = f"{'mode':<8} {'devices':>8} {'planned/s':>10} {'achieved/s':>10} {'lag p50':>8} {'lag p99':>8} "
-    header += f"{'req p99':>8} {'CPU':>5} {'RSS MB':>7} {'KB/dev':>7} {'pass':>5}"
+    header += f"{'req p99':>8} {'CPU':>5} {'server':>6} {'RSS MB':>7} {'KB/dev':>7} {'pass':>5}"
     print(header)
     for r in results:
         if "error" in r:
@@ -124,7 +133,7 @@ def main() -> None:
         print(
             f"{r['mode']:<8} {r['devices']:>8} {fmt(r['planned_rps'], '.0f'):>10} {fmt(r['achieved_rps'], '.0f'):>10} "
             f"{fmt(r['lag_p50_ms'], '.0f'):>8} {fmt(r['lag_p99_ms'], '.0f'):>8} {fmt(r['latency_p99_ms'], '.0f'):>8} "
-            f"{fmt(r['cpu'], '.0%'):>5} {fmt(r['rss_mb'], '.0f'):>7} "
+            f"{fmt(r['cpu'], '.0%'):>5} {fmt(r.get('server_cpu'), '.0%'):>6} {fmt(r['rss_mb'], '.0f'):>7} "
             f"{fmt(float(r['bytes_per_device']) / 1024, '.1f'):>7} {'yes' if r['ok'] else 'NO':>5}"  # type: ignore[arg-type]
         )
     plain, grouped = capacity.get("plain"), capacity.get("grouped")

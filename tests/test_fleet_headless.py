@@ -89,17 +89,19 @@ async def test_step_ramp_adds_devices_every_step(pg_url: str, tmp_path: Path) ->
 
 
 async def test_ramp_until_failure_stops_and_reports_the_capacity(pg_url: str, tmp_path: Path) -> None:
-    """The service dies during the third step: the ramp stops after two failed checks, capacity 4 users."""
+    """The service dies early in the third step: the ramp stops after two failed checks, capacity 4 users."""
     with ExitStack() as service_lifetime:
         service = service_lifetime.enter_context(running_service(pg_url, tmp_path / "service"))
-        args = fleet_args(service, "--shape", "until-failure", "--step-users", "2", "--step-seconds", "3")
-        args += ["--failure-checks", "2", "--slo", "failures=0.05", "-t", "60s"]
+        args = fleet_args(service, "--shape", "until-failure", "--step-users", "2", "--step-seconds", "4")
+        args += ["--failure-checks", "2", "--slo", "failures=0.05", "-t", "90s"]
         with running_locust(args, tmp_path) as locust:
-            await asyncio.sleep(6.5)
+            while await scalar(pg_url, "SELECT count(*) FROM device") < 5:  # the third step has begun
+                assert locust.process.poll() is None, locust.output
+                await asyncio.sleep(0.1)
             service_lifetime.close()
             started = time.monotonic()
             assert locust.wait() == 0, locust.output
-            assert time.monotonic() - started < 20, "stopped by the SLO, long before --run-time"
+            assert time.monotonic() - started < 30, "stopped by the SLO, long before --run-time"
     assert "Ramp until failure: capacity 4 users (4 devices)" in locust.output, locust.output
     assert "steps 2:ok, 4:ok, 6:FAIL, 8:FAIL" in locust.output
 
