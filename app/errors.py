@@ -5,6 +5,7 @@
     ├── Unauthorized        401   no token, or a token that is forged, tampered, truncated or expired
     ├── Forbidden           403   a valid token of the wrong role, or a wrong enrolment key
     ├── NotFound            404   the resource does not exist
+    ├── RequestTimeout      408   the body arrived too slowly (slow or stalled client)
     ├── PayloadTooLarge     413   the body is over the size limit, or an array over the batch limit
     ├── UnsupportedMedia    415   the body is not `application/json`
     ├── InvalidFields       422   the JSON is well-formed but fields are missing, unknown or out of range
@@ -66,6 +67,11 @@ class Forbidden(FleetbedError):
 class NotFound(FleetbedError):
     status = 404
     code = "not_found"
+
+
+class RequestTimeout(FleetbedError):
+    status = 408
+    code = "request_timeout"
 
 
 class PayloadTooLarge(FleetbedError):

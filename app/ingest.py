@@ -50,11 +50,13 @@ class BatchWriter:
         writers: int = 2,
         max_batch_readings: int = 5000,
         max_queued_readings: int = 50_000,
+        max_wait_s: float = 10.0,
     ) -> None:
         self.pool = pool
         self.metrics = metrics
         self.max_batch_readings = max_batch_readings
         self.max_queued_readings = max_queued_readings
+        self.max_wait_s = max_wait_s
         self.queued_readings = 0
         self._queues: list[deque[PendingRequest]] = [deque() for _ in range(writers)]
         self._wakeups = [asyncio.Event() for _ in range(writers)]
@@ -77,7 +79,15 @@ class BatchWriter:
         self._queues[lane].append(request)
         self.queued_readings += len(readings)
         self._wakeups[lane].set()
-        return await request.future
+        try:
+            # shield: a timeout must not cancel a batch being written; the writer drops requests that gave up
+            # before it took them, and a request that gave up later may be stored (the device's retry is
+            # then acknowledged as a duplicate).
+            return await asyncio.wait_for(asyncio.shield(request.future), self.max_wait_s)
+        except TimeoutError:
+            request.future.cancel()
+            self.metrics.ingest_rejected.inc(len(readings))
+            raise Unavailable("the database is not keeping up; retry after the delay in Retry-After", 2) from None
 
     async def close(self) -> None:
         """Refuse new work, write everything already queued, stop the writers."""
@@ -90,11 +100,15 @@ class BatchWriter:
         queue = self._queues[lane]
         batch: list[PendingRequest] = []
         size = 0
+        dropped = 0
         while queue and (not batch or size + len(queue[0].readings) <= self.max_batch_readings):
             request = queue.popleft()
+            if request.future.done():  # its request gave up waiting: answered 503, not written
+                dropped += len(request.readings)
+                continue
             batch.append(request)
             size += len(request.readings)
-        self.queued_readings -= size
+        self.queued_readings -= size + dropped
         self.metrics.ingest_queue_readings.set(self.queued_readings)
         return batch
 
@@ -107,6 +121,8 @@ class BatchWriter:
                 await self._wakeups[lane].wait()
                 continue
             batch = self._take_batch(lane)
+            if not batch:
+                continue
             try:
                 await self._write(batch, self._shards[lane])
             except Exception:  # the writer must outlive any one batch
@@ -138,7 +154,7 @@ class BatchWriter:
     async def _store_with_retry(self, device_ids: list[uuid.UUID], readings: list[Reading], shard: int) -> BatchOutcome:
         for attempt in range(3):
             try:
-                async with self.pool.acquire() as conn:
+                async with self.pool.acquire(timeout=self.max_wait_s) as conn:
                     return await store_batch(conn, device_ids, readings, shard)
             except RETRYABLE:
                 if attempt == 2:

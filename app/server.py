@@ -59,6 +59,7 @@ async def ingest_writer(app: web.Application) -> AsyncIterator[None]:
         app[METRICS],
         writers=settings.ingest_writers,
         max_queued_readings=settings.ingest_queue_readings,
+        max_wait_s=settings.ingest_wait_s,
     )
     writer.start()
     app[INGEST] = writer

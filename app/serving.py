@@ -50,6 +50,7 @@ def run_worker(settings: Settings, slot: WorkerSlot | None = None) -> None:
         port=settings.port,
         reuse_port=settings.workers > 1,
         shutdown_timeout=SHUTDOWN_TIMEOUT_S,
+        keepalive_timeout=settings.keepalive_timeout_s,
         print=None,
         access_log=None,
     )

@@ -38,6 +38,9 @@ class Settings:
     db_timeout_s: float = 5.0
     ingest_writers: int = 2
     ingest_queue_readings: int = 50_000
+    ingest_wait_s: float = 10.0
+    body_timeout_s: float = 10.0
+    keepalive_timeout_s: float = 75.0
 
     def __post_init__(self) -> None:
         if len(self.secret) < 32:
@@ -56,6 +59,14 @@ class Settings:
             raise SettingsError("FLEETBED_TOKEN_TTL_S must be at least 60 seconds")
         if not 1 <= self.max_batch <= 1000:
             raise SettingsError("the batch limit must be 1..1000 readings")
+        for name, value in (
+            ("FLEETBED_DB_TIMEOUT_S", self.db_timeout_s),
+            ("FLEETBED_INGEST_WAIT_S", self.ingest_wait_s),
+            ("FLEETBED_BODY_TIMEOUT_S", self.body_timeout_s),
+            ("FLEETBED_KEEPALIVE_TIMEOUT_S", self.keepalive_timeout_s),
+        ):
+            if not 0 < value <= 3600:
+                raise SettingsError(f"{name} must be a number of seconds in (0, 3600], got {value}")
         if not 1 <= self.ingest_writers <= 16:
             raise SettingsError("FLEETBED_INGEST_WRITERS must be 1..16")
         if self.ingest_queue_readings < self.max_batch:
@@ -85,6 +96,10 @@ class Settings:
             "pool_max_size": _int(env, "FLEETBED_POOL_MAX_SIZE", 10),
             "ingest_writers": _int(env, "FLEETBED_INGEST_WRITERS", 2),
             "ingest_queue_readings": _int(env, "FLEETBED_INGEST_QUEUE_READINGS", 50_000),
+            "db_timeout_s": _float(env, "FLEETBED_DB_TIMEOUT_S", 5.0),
+            "ingest_wait_s": _float(env, "FLEETBED_INGEST_WAIT_S", 10.0),
+            "body_timeout_s": _float(env, "FLEETBED_BODY_TIMEOUT_S", 10.0),
+            "keepalive_timeout_s": _float(env, "FLEETBED_KEEPALIVE_TIMEOUT_S", 75.0),
         }
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]
@@ -98,6 +113,16 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
         return int(raw)
     except ValueError:
         raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number, got {raw!r}") from None
 
 
 def load_or_create_secret(data_dir: Path, name: str) -> str:
