@@ -17,7 +17,7 @@ that does not answer within `SIBLING_TIMEOUT_S` is left out of that scrape and c
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,10 +25,6 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from prometheus_client.metrics_core import Metric
-from prometheus_client.parser import text_string_to_metric_families
-from prometheus_client.registry import Collector
-from prometheus_client.samples import Sample
 
 SIBLING_TIMEOUT_S = 2.0
 WORKER_LABEL = "worker"
@@ -49,38 +45,48 @@ class WorkerSlot:
 WORKER_SLOT = web.AppKey("worker_slot", WorkerSlot)
 
 
-def _with_worker(families: Iterable[Metric], worker: int) -> Iterable[Metric]:
-    for family in families:
-        family.samples = [
-            Sample(s.name, {**s.labels, WORKER_LABEL: str(worker)}, s.value, s.timestamp, s.exemplar)
-            for s in family.samples
-        ]
-        yield family
+def _families(text: str) -> dict[str, tuple[list[str], list[str]]]:
+    """{family name: (HELP/TYPE lines, sample lines)} of one text exposition (as generate_latest writes it)."""
+    families: dict[str, tuple[list[str], list[str]]] = {}
+    current: tuple[list[str], list[str]] | None = None
+    for line in text.split("\n"):
+        if line.startswith("# HELP "):
+            current = families.setdefault(line.split(" ", 3)[2], ([], []))
+            current[0].append(line)
+        elif line.startswith("#"):
+            if current is not None:
+                current[0].append(line)
+        elif line and current is not None:
+            current[1].append(line)
+    return families
 
 
-class _MergedFamilies(Collector):
-    def __init__(self, families: list[Metric]) -> None:
-        self.families = families
-
-    def collect(self) -> Iterable[Metric]:
-        return self.families
+def _with_worker(sample_line: str, worker: int) -> str:
+    """`name{a="x"} 1.0` -> `name{worker="n",a="x"} 1.0`; `name 1.0` -> `name{worker="n"} 1.0`."""
+    brace, space = sample_line.find("{"), sample_line.find(" ")
+    if brace != -1 and brace < space:
+        return f'{sample_line[: brace + 1]}{WORKER_LABEL}="{worker}",{sample_line[brace + 1 :]}'
+    return f'{sample_line[:space]}{{{WORKER_LABEL}="{worker}"}}{sample_line[space:]}'
 
 
 def merge_expositions(texts: dict[int, str], answered: int, missing: int) -> bytes:
-    """One exposition from the workers' texts: same-named families joined, every sample labelled by worker."""
-    merged: dict[str, Metric] = {}
+    """One exposition from the workers' texts: same-named families joined, every sample labelled by worker.
+
+    Works on the text lines rather than parsing and re-rendering: the worker that takes a scrape does this on its
+    event loop, and a parse of each registry would cost milliseconds per worker (bench/metrics_overhead.py).
+    """
+    merged: dict[str, tuple[list[str], list[str]]] = {}
     for worker, text in sorted(texts.items()):
-        for family in _with_worker(text_string_to_metric_families(text), worker):
-            into = merged.setdefault(family.name, Metric(family.name, family.documentation, family.type, family.unit))
-            into.samples.extend(family.samples)
-    workers = Metric(
-        "fleetbed_metrics_workers", "Workers whose metrics this scrape holds (answered) or lacks.", "gauge"
-    )
-    workers.add_sample("fleetbed_metrics_workers", {"state": "answered"}, answered)
-    workers.add_sample("fleetbed_metrics_workers", {"state": "missing"}, missing)
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(_MergedFamilies([*merged.values(), workers]))
-    return generate_latest(registry)
+        for name, (headers, samples) in _families(text).items():
+            merged.setdefault(name, (headers, []))[1].extend(_with_worker(line, worker) for line in samples)
+    lines = [line for headers, samples in merged.values() for line in (*headers, *samples)]
+    lines += [
+        "# HELP fleetbed_metrics_workers Workers whose metrics this scrape holds (answered) or lacks (missing).",
+        "# TYPE fleetbed_metrics_workers gauge",
+        f'fleetbed_metrics_workers{{state="answered"}} {float(answered)}',
+        f'fleetbed_metrics_workers{{state="missing"}} {float(missing)}',
+    ]
+    return ("\n".join(lines) + "\n").encode()
 
 
 async def _read_sibling(path: Path) -> str:

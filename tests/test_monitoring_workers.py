@@ -81,8 +81,14 @@ def test_merge_keeps_types_and_labels_every_sample() -> None:
         texts[worker] = generate_latest(registry).decode()
     merged = merge_expositions(texts, answered=2, missing=0).decode()
     assert merged.count("# TYPE jobs_total counter") == 1
-    assert 'jobs_total{kind="a",worker="0"} 1.0' in merged
-    assert 'jobs_total{kind="a",worker="1"} 2.0' in merged
+    (jobs,) = [family for family in text_string_to_metric_families(merged) if family.name == "jobs"]
+    assert jobs.type == "counter"
+    totals = {(s.labels["kind"], s.labels["worker"]): s.value for s in jobs.samples if s.name == "jobs_total"}
+    assert totals == {("a", "0"): 1.0, ("a", "1"): 2.0}
+    created = [
+        s for family in text_string_to_metric_families(merged) for s in family.samples if s.name == "jobs_created"
+    ]
+    assert sorted(s.labels["worker"] for s in created) == ["0", "1"]
 
 
 async def test_a_worker_that_does_not_answer_is_counted_missing(tmp_path: Path, aiohttp_client: AiohttpClient) -> None:
