@@ -75,7 +75,6 @@ in
     port = settings.ports.postgresExporter;
     runAsLocalSuperUser = true;
     openFirewall = true;
-    extraFlags = [ "--collector.stat_statements" ];
   };
 
   networking.firewall.allowedTCPPorts = [ settings.ports.database ];
