@@ -2,8 +2,10 @@
 network namespace with their own address on a virtual switch (a bridge in a fifth namespace, one veth per host),
 as the NixOps network's machines do. The fleet is the real one (`locustfiles/kettle.py`).
 
-What it proves: workers find the master by address and connect to it, the load comes from the workers' addresses,
-the readings they send are stored by the service, and the master records the run with both workers in it.
+The workers run compose.yaml's worker command (the master's service name replaced by its address) and the service
+runs two worker processes, as both deployments do. What it proves: workers find the master by address and connect
+to it, the load comes from the workers' addresses, the readings they send are stored by the service, the master's
+metrics are reachable from another host, and the master records the run with both workers in it.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import OPERATOR_TOKEN
@@ -185,7 +188,9 @@ def test_service_master_and_workers_on_separate_hosts(data_dir: Path, tmp_path: 
             "FLEETBED_OPERATOR_TOKEN": OPERATOR_TOKEN,
             "FLEETBED_COMMAND_INTERVAL_S": "1",
         }
-        serve = service.command(*fleetbed_command(), "serve", "--host", service.address, "--port", str(SERVICE_PORT))
+        serve = service.command(
+            *fleetbed_command(), "serve", "--host", service.address, "--port", str(SERVICE_PORT), "--workers", "2"
+        )
         stack.enter_context(started(serve, tmp_path / "service.log", service_env, signal.SIGTERM))
         ready = lambda: {"ready"} if master.fetch(f"{base}/readyz")[0] == 200 else set()  # noqa: E731
         wait_for("the service ready, seen from the master's host", ready, {"ready"})
@@ -203,7 +208,7 @@ def test_service_master_and_workers_on_separate_hosts(data_dir: Path, tmp_path: 
             started(locust(master, *master_args), tmp_path / "master.log", locust_env, signal.SIGINT)
         )
         for worker in workers:
-            worker_args = ["--worker", "--master-host", master.address, "--master-port", str(MASTER_PORT)]
+            worker_args = [*compose_worker_command(master.address), "--master-port", str(MASTER_PORT)]
             log = tmp_path / f"{worker.role}.log"
             stack.enter_context(started(locust(worker, *worker_args), log, locust_env, signal.SIGINT))
 
@@ -241,6 +246,13 @@ def test_service_master_and_workers_on_separate_hosts(data_dir: Path, tmp_path: 
         status, body = master.fetch(f"{base}/runs/{runs[0]['id']}", OPERATOR_TOKEN)
         snapshots = json.loads(body)["snapshots"]
         assert max(snapshot["stats"]["workers"] for snapshot in snapshots) == 2, body
+
+
+def compose_worker_command(master_address: str) -> list[str]:
+    """The Locust worker's command from compose.yaml, with the master's service name replaced by its address."""
+    command: list[str] = yaml.safe_load((REPO / "compose.yaml").read_text())["services"]["locust-worker"]["command"]
+    assert "locust-master" in command
+    return [master_address if arg == "locust-master" else arg for arg in command]
 
 
 def measurement_requests(stats_csv: Path) -> int:
