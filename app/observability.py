@@ -1,8 +1,8 @@
 """Wires the runtime and database collectors into a running app: one cleanup context, registered by `create_app`.
 
 `ServiceMetrics` (app/metrics.py) holds the request and ingest metrics the handlers update; this module adds the
-collectors that watch the process and the database from the side (GC pauses, event-loop lag, pool, fleet size),
-all in the same registry, started after the pool exists and stopped before it closes.
+collectors that watch the process and the database from the side (GC pauses, event-loop lag, pool, SQL
+statement time, fleet size), all in the same registry, started after the pool exists and stopped before it closes.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from aiohttp import web
 
 from app.db.fleet_size import FleetSizeMetrics
 from app.db.pool_metrics import PoolMetrics
+from app.db.statement_metrics import StatementMetrics
 from app.keys import METRICS, POOL
 from app.runtime_metrics import EventLoopLagProbe, GCPauseRecorder
 
@@ -26,6 +27,7 @@ class Observers:
     gc_pauses: GCPauseRecorder
     loop_lag: EventLoopLagProbe
     pool: PoolMetrics
+    statements: StatementMetrics
     fleet_size: FleetSizeMetrics
 
 
@@ -39,10 +41,11 @@ async def service_observers(app: web.Application) -> AsyncIterator[None]:
         gc_pauses=GCPauseRecorder(metrics.registry),
         loop_lag=EventLoopLagProbe(metrics.registry),
         pool=PoolMetrics(metrics.registry),
+        statements=StatementMetrics(metrics.registry),
         fleet_size=FleetSizeMetrics(metrics.registry, metrics.query_duration),
     )
     app[OBSERVERS] = observers
-    observers.pool.attach(app[POOL])
+    observers.pool.attach(app[POOL], on_acquire=observers.statements.watch)
     observers.gc_pauses.start()
     observers.loop_lag.start()
     observers.fleet_size.start(app[POOL])

@@ -10,6 +10,7 @@ from aiohttp.test_utils import TestClient
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
+from app.db.statement_metrics import statement_name
 from app.keys import METRICS, POOL
 from app.observability import OBSERVERS
 from app.runtime_metrics import EventLoopLagProbe, GCPauseRecorder
@@ -86,6 +87,14 @@ async def test_service_exposes_requests_gc_pool_and_fleet_size(pg_client: TestCl
     assert 1 <= size <= 4
     assert registry.get_sample_value("fleetbed_db_pool_in_use_connections") == 0
 
+    def statements(name: str) -> float:
+        return registry.get_sample_value("fleetbed_db_statement_duration_seconds_count", {"statement": name}) or 0
+
+    # Three batches (one per request, or fewer with group commit), each one INSERT and one COMMIT on the database.
+    assert 1 <= statements("insert:measurement") <= 3
+    assert statements("commit") >= statements("insert:measurement")
+    assert statements("select:fleet_totals") >= 1
+
     text = await (await pg_client.get("/metrics")).text()
     families = {family.name for family in text_string_to_metric_families(text)}
     assert {
@@ -118,3 +127,14 @@ async def test_pool_counts_waiters_and_connections_in_use(pg_client: TestClient)
     finally:
         for connection in held:
             await pool.release(connection)
+
+
+def test_statements_are_named_by_verb_and_table() -> None:
+    assert statement_name("INSERT INTO device (id) VALUES ($1) ON CONFLICT DO NOTHING") == "insert:device"
+    assert statement_name("WITH incoming AS (SELECT * FROM unnest($1::uuid[])) INSERT INTO measurement SELECT 1") == (
+        "insert:measurement"
+    )
+    assert statement_name("-- totals\nSELECT sum(devices) FROM fleet_totals") == "select:fleet_totals"
+    assert statement_name("UPDATE ONLY command SET fill = $1") == "update:command"
+    assert statement_name("COMMIT;") == "commit"
+    assert statement_name("SELECT 1") == "select"

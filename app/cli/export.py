@@ -38,6 +38,7 @@ DEFAULT_QUERIES: dict[str, str] = {
     "pool_waiting": "sum(fleetbed_db_pool_waiting_acquires)",
     "pool_acquire_p95_seconds": "fleetbed:db_pool_acquire_duration_seconds:p95",
     "query_p95_seconds": "fleetbed:db_query_duration_seconds:p95",
+    "statement_p95_seconds": "fleetbed:db_statement_duration_seconds:p95",
     "host_iowait": 'avg(rate(node_cpu_seconds_total{mode="iowait"}[1m]))',
     "postgres_commits_rate": "sum(rate(pg_stat_database_xact_commit[1m]))",
     "locust_users": "sum(locust_users)",

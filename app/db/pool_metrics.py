@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import asyncpg
@@ -64,8 +64,8 @@ class PoolMetrics:
         self._sizes: _PoolSizeCollector | None = None
         self._untimed: tuple[asyncpg.Pool, type[asyncpg.Pool]] | None = None
 
-    def attach(self, pool: asyncpg.Pool) -> None:
-        """Start reporting on `pool` (one pool per app)."""
+    def attach(self, pool: asyncpg.Pool, on_acquire: Callable[[Any], None] | None = None) -> None:
+        """Start reporting on `pool` (one pool per app); `on_acquire(connection)` runs on every acquired one."""
         self._sizes = _PoolSizeCollector(pool)
         self.registry.register(self._sizes)
         original = getattr(type(pool), "_acquire", None)
@@ -85,6 +85,8 @@ class PoolMetrics:
             finally:
                 metrics.waiting.dec()
             metrics.acquire_duration.observe(time.perf_counter() - started)
+            if on_acquire is not None:
+                on_acquire(connection)
             return connection
 
         # Pool has __slots__, so the method cannot be replaced on the instance: the pool becomes an instance of a

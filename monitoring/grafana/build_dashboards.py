@@ -78,8 +78,13 @@ DATABASE: list[Panel] = [
         ("fleetbed:db_pool_acquire_duration_seconds:p95", "p95"),
         ("sum(rate(fleetbed_db_pool_acquire_failures_total[1m]))", "failures/s"),
     ]),
-    ("Query time p95 by query", "s", [("fleetbed:db_query_duration_seconds:p95", "{{query}}")]),
-    ("Commit time p95 (ingest batch)", "s", [("fleetbed:ingest_commit_duration_seconds:p95", "p95")]),
+    ("Query time p95 by query (pool wait included)", "s", [("fleetbed:db_query_duration_seconds:p95", "{{query}}")]),
+    ("Statement time p95 (on the connection)", "s", [("fleetbed:db_statement_duration_seconds:p95", "{{statement}}")]),
+    ("Statements per second", "short", [("fleetbed:db_statements:rate1m", "{{statement}}")]),
+    ("Commit time p95", "s", [
+        ("fleetbed:ingest_commit_duration_seconds:p95", "ingest batch: write + commit"),
+        ("histogram_quantile(0.95, sum by (le) (rate(fleetbed_db_statement_duration_seconds_bucket{statement=\"commit\"}[1m])))", "COMMIT statement"),
+    ]),
     ("IO wait", "percentunit", [
         ("avg(rate(node_cpu_seconds_total{mode=\"iowait\"}[1m]))", "iowait"),
     ]),
