@@ -133,4 +133,20 @@ def test_clear_errors(monitored_stack: MonitoredStack, tmp_path: Path, capsys: p
     with pytest.raises(SystemExit):
         main(["export", "--start", "yesterday", "-o", out])
     assert "not a time: 'yesterday'" in capsys.readouterr().err
-    assert not io.StringIO().getvalue()
+
+
+def test_progress_bar_draws_on_a_terminal_only() -> None:
+    from app.cli.export import ProgressBar
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    terminal, pipe = Terminal(), io.StringIO()
+    for stream in (terminal, pipe):
+        bar = ProgressBar(stream, enabled=True)
+        for done in range(1, 5):
+            bar(done, 4)
+    assert terminal.getvalue().endswith(f"\rexporting [{'#' * 30}] 4/4 requests\n")
+    assert "[#######" in terminal.getvalue().split("\r")[1]
+    assert pipe.getvalue() == ""
