@@ -211,14 +211,17 @@ class EmbeddedPostgres:
             pass
         return port if status == "ready" else None
 
-    def start(self) -> RunningServer:
+    def start(self, port: int | None = None) -> RunningServer:
+        """Start the server (on `port`, or a free one), or reuse the one already running on this cluster."""
         if not self.initialised():
             log.info("creating the embedded PostgreSQL cluster in %s", self.pgdata)
             self.initialise()
-        port = self._running_port()
-        started_here = port is None
-        if port is None:
-            port = _free_port()
+        running_port = self._running_port()
+        started_here = running_port is None
+        if running_port is not None:
+            port = running_port
+        else:
+            port = port or _free_port()
             self._run(
                 "pg_ctl", "start", "-D", str(self.pgdata), "-l", str(self.log_path), "-w", "-t", "60",
                 "-o", f"-p {port}",

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import asyncpg
 
-from app.db import TOTALS_SHARDS
+from app.db import DATABASE_UNAVAILABLE, TOTALS_SHARDS
 from app.db.measurements import BatchOutcome, StoreResult, store_batch
 from app.errors import Unavailable
 from app.metrics import ServiceMetrics
@@ -125,8 +125,9 @@ class BatchWriter:
                 continue
             try:
                 await self._write(batch, self._shards[lane])
-            except Exception:  # the writer must outlive any one batch
+            except Exception as exc:  # the writer must outlive any one batch, and answer every request in it
                 log.exception("ingest writer %d failed a batch", lane)
+                self._fail(batch, exc)
 
     async def _write(self, batch: list[PendingRequest], shard: int) -> None:
         device_ids = [r.device_id for r in batch for _ in r.readings]
@@ -134,7 +135,7 @@ class BatchWriter:
         started = time.perf_counter()
         try:
             outcome = await self._store_with_retry(device_ids, readings, shard)
-        except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError, TimeoutError) as exc:
+        except DATABASE_UNAVAILABLE as exc:
             log.warning("database unavailable for a batch of %d readings: %r", len(readings), exc)
             self._fail(batch, Unavailable("the database is unavailable; retry after the delay in Retry-After", 1))
             return

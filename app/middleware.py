@@ -16,25 +16,13 @@ import asyncpg
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
+from app.db import DATABASE_UNAVAILABLE
 from app.errors import FleetbedError, Unavailable
 from app.metrics import ServiceMetrics
 from app.responses import json_response
 
 log = logging.getLogger(__name__)
 
-# Errors that mean the database is unreachable, restarting or out of connections: retry later.
-DATABASE_UNAVAILABLE: tuple[type[BaseException], ...] = (
-    OSError,
-    TimeoutError,
-    asyncio.TimeoutError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.ConnectionDoesNotExistError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.TooManyConnectionsError,
-    asyncpg.AdminShutdownError,
-    asyncpg.CrashShutdownError,
-    asyncpg.InterfaceError,
-)
 
 _HTTP_CODES = {
     400: ("bad_request", "the request is malformed"),

@@ -11,5 +11,19 @@ from asyncpg.pool import PoolConnectionProxy
 # processes) rarely queue on one row; readers sum the shards.
 TOTALS_SHARDS = 16
 
+# Errors that mean the database is unreachable, starting, restarting or out of connections: nothing is wrong
+# with the request, it can be retried later (503 with Retry-After).
+DATABASE_UNAVAILABLE: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.ConnectionDoesNotExistError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    asyncpg.InterfaceError,
+)
+
 # A connection of our own, or one lent by the pool.
 Connection: TypeAlias = "asyncpg.Connection[Any] | PoolConnectionProxy[Any]"

@@ -6,9 +6,9 @@ import asyncio
 
 from aiohttp import web
 
+from app.db import DATABASE_UNAVAILABLE
 from app.db.migrations import MigrationError, pending_migrations
 from app.keys import MIGRATIONS, POOL
-from app.middleware import DATABASE_UNAVAILABLE
 from app.responses import json_response
 
 READINESS_TIMEOUT_S = 2.0
