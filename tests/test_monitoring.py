@@ -68,7 +68,7 @@ def expressions_without_series(
         if GENERATOR_METRIC.search(expr) and not stack.locust_up:
             unchecked.append(f"{where}: {expr}")
             continue
-        if not prometheus_query(stack.prometheus_url, expr):
+        if not prometheus_query(stack.prometheus_url, expr, at=stack.loaded_at):
             empty.append(f"{where}: {expr}")
     return empty, unchecked
 

@@ -1,6 +1,7 @@
 """A monitored run on one machine, as the monitoring tests need it: the real service (two workers) on a fresh
 database, a short Locust load, node_exporter, postgres_exporter and a real Prometheus scraping all of them every
-second with the shipped recording and alert rules. Started once per test session, stopped at its end.
+second with the shipped recording and alert rules. Started once per test session; the load stops after `LOAD_S`
+seconds of scraping (tests query at `loaded_at`), the rest stays up until the session ends.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ REPO = Path(__file__).resolve().parents[2]
 LOCUSTFILE = REPO / "locustfiles" / "kettle.py"
 SERVICE_WORKERS = 2
 LOCUST_USERS = 20
-WARM_UP_S = 15.0
+LOAD_S = 15.0
 OPERATOR_TOKEN = "operator-token-for-monitoring-tests"
 
 
@@ -41,6 +42,7 @@ class MonitoredStack:
     service_url: str
     started_at: float
     scraped_since: float  # every target has been scraped every second since then
+    loaded_at: float  # the end of the load: every series the load makes exists at this time
     locust_up: bool
     workdir: Path
 
@@ -135,7 +137,7 @@ def monitored_stack(postgres_server: str, tmp_path_factory: pytest.TempPathFacto
             locust_target = None
             if LOCUSTFILE.exists():
                 locust_target = f"127.0.0.1:{ports['locust']}"
-                stack.enter_context(
+                locust = stack.enter_context(
                     background(
                         [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "-H", service_url,
                          "-u", str(LOCUST_USERS), "-r", str(LOCUST_USERS), "--run-time", "180s",
@@ -165,7 +167,11 @@ def monitored_stack(postgres_server: str, tmp_path_factory: pytest.TempPathFacto
                 except AssertionError:
                     print((workdir / "locust.log").read_text(errors="replace")[-3000:], file=sys.stderr)
             # Rates and quantiles over [1m] need a few samples, recording rules a few evaluations after them.
-            time.sleep(max(0.0, scraped_since + WARM_UP_S - time.time()))
-            yield MonitoredStack(prometheus.url, service_url, started_at, scraped_since, locust_up, workdir)
+            time.sleep(max(0.0, scraped_since + LOAD_S - time.time()))
+            # The load stops here so the rest of the session runs on a quiet machine; tests query at `loaded_at`.
+            loaded_at = time.time()
+            if locust_target is not None:
+                locust.terminate()
+            yield MonitoredStack(prometheus.url, service_url, started_at, scraped_since, loaded_at, locust_up, workdir)
     finally:
         asyncio.run(pg.drop_database(postgres_server, database_url))
