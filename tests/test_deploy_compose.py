@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 
 from app.cli import build_parser
-from tests.support.processes import fleetbed_command
+from tests.support.processes import fleetbed_command, free_port, running_fleetbed
 from tests.support.requirements import missing
 
 REPO = Path(__file__).resolve().parents[1]
@@ -280,3 +280,22 @@ def test_locust_never_gets_database_credentials() -> None:
         service = services[name]
         assert "database-password-here" not in json.dumps(service), name
         assert not any(volume.startswith("app-data") for volume in service.get("volumes", [])), name
+
+
+def healthcheck_command() -> list[str]:
+    healthcheck = next(arguments for keyword, arguments in final_stage() if keyword == "HEALTHCHECK")
+    command: list[str] = json.loads(healthcheck.split(" CMD ", 1)[1])
+    return command
+
+
+def test_the_image_health_check_passes_on_a_serving_service_and_fails_without_one(pg_url: str, tmp_path: Path) -> None:
+    command = healthcheck_command()
+    assert command[0] == "python"
+    runnable = [sys.executable, *command[1:]]
+    port = free_port()
+    env = {"FLEETBED_DATABASE_URL": pg_url, "FLEETBED_DATA_DIR": str(tmp_path), "FLEETBED_PORT": str(port)}
+    with running_fleetbed(["serve", "--no-migrate"], env, port):
+        healthy = subprocess.run(runnable, env={**os.environ, **env}, capture_output=True, check=False, timeout=30)
+        assert healthy.returncode == 0, healthy.stderr
+    unhealthy = subprocess.run(runnable, env={**os.environ, **env}, capture_output=True, check=False, timeout=30)
+    assert unhealthy.returncode != 0
