@@ -5,16 +5,13 @@
 
 ARG PYTHON_VERSION=3.11
 
-# Build stage: a wheel from pyproject.toml (the SQL migrations and monitoring files travel inside it),
-# installed into a venv.
+# Build stage: a wheel from pyproject.toml (the SQL migrations travel inside it), installed into a venv.
 FROM python:${PYTHON_VERSION}-slim AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY app ./app
 COPY migrations ./migrations
-# The wheel carries monitoring/ too (the Prometheus rules `fleetbed up` loads).
-COPY monitoring ./monitoring
 RUN python -m venv /opt/fleetbed \
     && /opt/fleetbed/bin/pip install --upgrade pip build \
     && /opt/fleetbed/bin/python -m build --wheel --outdir /tmp/wheels . \

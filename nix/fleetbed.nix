@@ -12,7 +12,7 @@ python3Packages.buildPythonApplication {
 
   src = lib.fileset.toSource {
     root = ../.;
-    fileset = lib.fileset.unions [ ../pyproject.toml ../README.md ../app ../migrations ../monitoring ../locustfiles ];
+    fileset = lib.fileset.unions [ ../pyproject.toml ../README.md ../app ../migrations ../locustfiles ];
   };
 
   build-system = [ python3Packages.hatchling ];
