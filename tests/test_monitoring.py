@@ -86,6 +86,11 @@ def test_promtool_accepts_the_deployment_config_and_rules() -> None:
     assert [path.name for path in rule_files()] == ["alerts.yml", "recording.yml"]
 
 
+def test_alerts_fire_on_their_conditions_and_only_then() -> None:
+    result = promtool("test", "rules", str(MONITORING / "prometheus" / "tests" / "alerts_test.yml"))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def test_promtool_accepts_the_local_config(tmp_path: Path) -> None:
     path = tmp_path / "prometheus.yml"
     path.write_text(local_config(ScrapeTargets(["127.0.0.1:8080", "127.0.0.1:8081"], "127.0.0.1:9646")))
