@@ -265,10 +265,10 @@ def openapi_document() -> dict[str, Any]:
                                     "type": "object",
                                     "additionalProperties": False,
                                     "properties": {
-                                        "device_id": {"type": "string", "format": "uuid"},
-                                        "enroll_key": {"type": "string"},
+                                        "device_id": {"type": ["string", "null"], "format": "uuid"},
+                                        "enroll_key": {"type": ["string", "null"]},
                                         "metadata": {
-                                            "type": "object",
+                                            "type": ["object", "null"],
                                             "maxProperties": 32,
                                             "additionalProperties": {
                                                 "type": ["string", "number", "boolean", "null"],

@@ -15,7 +15,7 @@ JSON_TYPES = frozenset({"application/json"})
 
 
 async def read_json(request: web.Request, *, allow_empty: bool = False) -> Any:
-    """The decoded JSON body; `None` for an empty body when `allow_empty`. A stalled body ends in 408."""
+    """The decoded JSON body; `{}` for an empty body when `allow_empty`. A stalled body ends in 408."""
     timeout_s = request.app[SETTINGS].body_timeout_s
     try:
         async with asyncio.timeout(timeout_s):
@@ -25,7 +25,7 @@ async def read_json(request: web.Request, *, allow_empty: bool = False) -> Any:
             f"the body did not arrive within {timeout_s:g} s; send the whole request at once"
         ) from None
     if allow_empty and not body.strip():
-        return None
+        return {}
     if request.content_type not in JSON_TYPES:
         raise UnsupportedMedia(
             f"the body is {request.content_type or 'untyped'}; send it with Content-Type: application/json"

@@ -46,10 +46,16 @@ class Reading(NamedTuple):
     water_level: int
 
 
+# An escaped NUL (\u0000) not itself escaped: PostgreSQL cannot store NUL in text or jsonb, and no field needs it.
+_ESCAPED_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
+
+
 def decode_json(body: bytes) -> Any:
-    """Decode a request body; malformed JSON, NaN/Infinity, invalid UTF-8 and deep nesting are 400s."""
+    """Decode a request body; malformed JSON, NaN/Infinity, invalid UTF-8, NUL and deep nesting are 400s."""
     if not body:
         raise BadRequest("the request body is empty; send a JSON document")
+    if b"\\u0000" in body and _ESCAPED_NUL.search(body):
+        raise BadRequest("the body contains a NUL character (\\u0000), which no field accepts; remove it")
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
@@ -71,10 +77,10 @@ def parse_time(value: object, path: str, now: datetime) -> tuple[datetime | None
 
 
 def _check_number(value: object, kind: str, low: float, high: float) -> str | None:
-    # bool is a subclass of int in Python, but a JSON true is not a number.
+    # bool is a subclass of int in Python, but a JSON true is not a number. As in JSON Schema, 61.0 is an integer.
     if isinstance(value, bool) or not isinstance(value, int | float):
         return "must be an integer" if kind == "int" else "must be a number"
-    if kind == "int" and not isinstance(value, int):
+    if kind == "int" and not (isinstance(value, int) or value.is_integer()):
         return "must be an integer"
     if not math.isfinite(value):
         return "must be finite"
@@ -116,12 +122,12 @@ def parse_reading(item: object, path: str, now: datetime) -> tuple[Reading | Non
     return (
         Reading(
             values["time"],
-            values["charge_now"],
-            values["charge_full"],
+            int(values["charge_now"]),
+            int(values["charge_full"]),
             float(values["charge_rate"]),
             float(values["ambient_temp"]),
             float(values["water_temp"]),
-            values["water_level"],
+            int(values["water_level"]),
         ),
         [],
     )

@@ -25,7 +25,7 @@ def field_names(body: dict[str, Any]) -> set[str]:
 INVALID_READINGS = [
     pytest.param({"charge_now": True}, "charge_now", id="boolean-for-integer"),
     pytest.param({"ambient_temp": False}, "ambient_temp", id="boolean-for-number"),
-    pytest.param({"charge_now": 1.5}, "charge_now", id="float-for-integer"),
+    pytest.param({"charge_now": 1.5}, "charge_now", id="fraction-for-integer"),
     pytest.param({"charge_now": "80"}, "charge_now", id="string-for-integer"),
     pytest.param({"water_temp": None}, "water_temp", id="null"),
     pytest.param({"charge_now": -1}, "charge_now", id="negative-charge"),
@@ -197,3 +197,30 @@ async def test_valid_time_forms_are_accepted(client: TestClient) -> None:
         response = await client.post("/measurement", json=reading(form), headers=device.headers)
         assert response.status == 201, (form, await response.text())
     assert BASE_TIME.tzinfo is UTC
+
+
+async def test_integral_numbers_written_as_floats_are_integers(client: TestClient) -> None:
+    device = await login(client)
+    response = await client.post(
+        "/measurement", json=reading(charge_now=80.0, charge_full=100.0, water_level=61.0), headers=device.headers
+    )
+    assert response.status == 201, await response.text()
+    stats = await (await client.get("/stats", headers=device.headers)).json()
+    assert (stats["total_battery_charge"], stats["total_water_volume"]) == (80, 61)
+
+
+async def test_tiny_numbers_do_not_break_the_statistics(client: TestClient) -> None:
+    device = await login(client)
+    tiny = (5e-324, -2.2250738585072014e-308, 1e-200)
+    for n, value in enumerate(tiny):
+        sent = reading(BASE_TIME + timedelta(seconds=n), water_temp=value, ambient_temp=value)
+        response = await client.post("/measurement", json=sent, headers=device.headers)
+        assert response.status == 201, await response.text()
+    stats = await (await client.get("/stats", headers=device.headers)).json()
+    assert stats["measurements"] == len(tiny)
+    assert abs(stats["mean_water_temp_by_hour"][-1]["mean"]) < 1e-100
+
+
+async def test_a_json_null_body_is_not_an_empty_login(client: TestClient) -> None:
+    response = await client.post("/login", data=b"null", headers={"Content-Type": "application/json"})
+    assert response.status == 400

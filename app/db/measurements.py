@@ -85,7 +85,9 @@ _CHANGE_FROM_LOOKUP = f""", change AS (
 
 _ROLLUP_TOTALS_AND_ANSWER = """, rollup AS (
     INSERT INTO water_temp_hourly AS h (hour, shard, readings, water_temp_sum, water_temp_sumsq)
-    SELECT date_trunc('hour', time, 'UTC'), $9::int2, count(*), sum(water_temp), sum(water_temp * water_temp)
+    -- PostgreSQL raises on float underflow: squares of values this small count as the zero they are.
+    SELECT date_trunc('hour', time, 'UTC'), $9::int2, count(*), sum(water_temp),
+           sum(CASE WHEN abs(water_temp) < 1e-150 THEN 0 ELSE water_temp * water_temp END)
     FROM inserted GROUP BY 1 ORDER BY 1
     ON CONFLICT (hour, shard) DO UPDATE SET
         readings = h.readings + EXCLUDED.readings,

@@ -58,13 +58,15 @@ def parse_metadata(value: object) -> dict[str, Any]:
 async def login(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
     document = await read_json(request, allow_empty=True)
-    body = {} if document is None else require_object(document, "the login request")
+    body = require_object(document, "the login request")
     reject_unknown(body, LOGIN_FIELDS)
+    given = body.get("enroll_key")
+    if given is not None and not isinstance(given, str):
+        raise InvalidFields([FieldProblem("enroll_key", "must be a string")])
     if settings.enroll_key is not None:
-        given = body.get("enroll_key")
         if given is None:
             raise Unauthorized("this fleet is closed: send the enrolment key as enroll_key")
-        if not isinstance(given, str) or not tokens_equal(given, settings.enroll_key):
+        if not tokens_equal(given, settings.enroll_key):
             raise Forbidden("wrong enrolment key")
     device_id = parse_uuid(body["device_id"], "device_id") if body.get("device_id") is not None else uuid.uuid4()
     metadata = parse_metadata(body["metadata"]) if body.get("metadata") is not None else None

@@ -45,6 +45,8 @@ def parse_command(document: object, default: Command) -> Command:
         or not 0 <= flush <= 100
     ):  # fmt: skip
         problems.append(FieldProblem("flush", "must be null or a number between 0 and 100 (percent of the tank)"))
+    if isinstance(interval_s, float) and interval_s.is_integer():
+        interval_s = int(interval_s)  # as in JSON Schema, 5.0 is an integer
     if isinstance(interval_s, bool) or not isinstance(interval_s, int) or not 1 <= interval_s <= MAX_INTERVAL_S:
         problems.append(FieldProblem("interval_s", f"must be an integer between 1 and {MAX_INTERVAL_S}"))
     if problems:
