@@ -23,7 +23,9 @@ class DriverReport:
         self.statuses[status] = self.statuses.get(status, 0) + 1
 
 
-async def _device(base: str, session: aiohttp.ClientSession, report: DriverReport, stop: asyncio.Event) -> None:
+async def _device(
+    base: str, session: aiohttp.ClientSession, report: DriverReport, stop: asyncio.Event, pace_s: float
+) -> None:
     device_id, headers = None, {}
     while device_id is None and not stop.is_set():
         try:
@@ -43,13 +45,16 @@ async def _device(base: str, session: aiohttp.ClientSession, report: DriverRepor
                 if response.status == 201:
                     report.acknowledged.add((str(device_id), sent["time"]))
                     n += 1
+                    if pace_s:
+                        await asyncio.sleep(pace_s)
                     continue
         except (aiohttp.ClientError, ConnectionError, TimeoutError):
             report.connection_errors += 1
         await asyncio.sleep(0.05)  # not acknowledged: the same reading again, shortly
 
 
-async def drive(base: str, devices: int, stop: asyncio.Event, report: DriverReport) -> None:
+async def drive(base: str, devices: int, stop: asyncio.Event, report: DriverReport, pace_s: float = 0.0) -> None:
+    """Run `devices` devices until `stop`; each posts as fast as it is answered, or every `pace_s` seconds."""
     timeout = aiohttp.ClientTimeout(total=30)
     async with aiohttp.ClientSession(timeout=timeout, connector=aiohttp.TCPConnector(limit=devices)) as session:
-        await asyncio.gather(*(_device(base, session, report, stop) for _ in range(devices)))
+        await asyncio.gather(*(_device(base, session, report, stop, pace_s) for _ in range(devices)))
