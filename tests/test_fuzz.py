@@ -36,7 +36,8 @@ def fuzz(cli: str, base: str, token: str, path_filter: list[str]) -> subprocess.
         [
             cli, "--config-file", str(CONFIG), "run", f"{base}/openapi.json",
             "--header", f"Authorization: Bearer {token}",
-            "--checks", "all", "--exclude-checks", "positive_data_acceptance", "--max-examples", "40", "--seed", "20261123", "--workers", "2",
+            "--checks", "all", "--exclude-checks", "positive_data_acceptance",
+            "--max-examples", "40", "--seed", "20261123", "--workers", "2",
             *path_filter,
         ],
         capture_output=True, text=True, timeout=600, check=False,
