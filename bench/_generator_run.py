@@ -75,7 +75,7 @@ def grouped_user() -> type[FleetUser]:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("mode", choices=["plain", "grouped"])
+    parser.add_argument("mode", choices=["plain", "grouped", "lean"])
     parser.add_argument("devices", type=int)
     parser.add_argument("host")
     parser.add_argument("--interval", type=float, default=30.0)
@@ -88,7 +88,7 @@ def main() -> None:
     per_user = 1 if args.mode == "plain" else args.devices_per_user
     options = argparse.Namespace(
         devices_per_user=per_user, connections_per_user=args.connections_per_user,
-        device_interval=args.interval, device_jitter=0.1,
+        device_interval=args.interval, device_jitter=0.1, lean_http=args.mode == "lean",
     )  # fmt: skip
     user = plain_user(args.interval) if args.mode == "plain" else grouped_user()
     environment = Environment(user_classes=[user], host=args.host, parsed_options=options)

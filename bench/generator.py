@@ -91,6 +91,7 @@ def main() -> None:
     parser.add_argument("--window", type=float, default=30.0, help="measured seconds per point (after warm-up)")
     parser.add_argument("--plain", default="2500,5000,10000,15000", help="device counts for the baseline")
     parser.add_argument("--grouped", default="10000,25000,50000,75000", help="device counts for the grouped design")
+    parser.add_argument("--lean", default="", help="device counts for the grouped design with --lean-http")
     parser.add_argument("--devices-per-user", type=int, default=500)
     parser.add_argument("--connections", type=int, default=20, help="connections per grouped user")
     args = parser.parse_args()
@@ -107,7 +108,7 @@ def main() -> None:
         host = f"http://127.0.0.1:{port}"
         results: list[dict[str, object]] = []
         capacity: dict[str, int] = {}
-        for mode, ladder in (("plain", args.plain), ("grouped", args.grouped)):
+        for mode, ladder in (("plain", args.plain), ("grouped", args.grouped), ("lean", args.lean)):
             for devices in (int(n) for n in ladder.split(",") if n):
                 result = run_point(mode, devices, host, server.pid, args)
                 result["ok"] = passed(result)

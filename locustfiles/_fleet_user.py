@@ -13,9 +13,11 @@ from __future__ import annotations
 import heapq
 import random
 import time
+from typing import Any
 
 import gevent
 from _device import LAG_NAME, LAG_REQUEST_TYPE, SimulatedDevice
+from _lean_http import LeanSession
 from gevent.pool import Pool
 from locust import FastHttpUser, task
 from locust.env import Environment
@@ -45,6 +47,12 @@ class FleetUser(FastHttpUser):
         self.interval_s = float(getattr(options, "device_interval", 0) or DEFAULT_INTERVAL_S)
         self.jitter = float(getattr(options, "device_jitter", 0.1))
         self.rng = random.Random()
+        self.lean = bool(getattr(options, "lean_http", False))
+        self.device_client: Any = (
+            LeanSession(self.host or "", self.concurrency, environment.events.request, self.network_timeout)
+            if self.lean
+            else self.client
+        )
         self.devices = [self.device_class(self.rng, self.interval_s, self.jitter) for _ in range(self.devices_per_user)]
 
     def report_lag(self, lag_ms: float) -> None:
@@ -78,7 +86,7 @@ class FleetUser(FastHttpUser):
 
         def serve(index: int, planned: float) -> None:
             try:
-                self.devices[index].cycle(self.client, planned, self.report_lag)
+                self.devices[index].cycle(self.device_client, planned, self.report_lag)
             finally:
                 busy.discard(index)
 
@@ -98,3 +106,5 @@ class FleetUser(FastHttpUser):
                 pool.spawn(serve, index, planned)
         finally:
             pool.kill(block=False)
+            if self.lean:
+                self.device_client.close()

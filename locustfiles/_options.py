@@ -25,6 +25,13 @@ def add_fleet_options(parser: Any) -> None:
         help="HTTP connections a user's devices share (0: one per device, at most 20)",
     )
     parser.add_argument(
+        "--lean-http",
+        action="store_true",
+        default=False,
+        env_var="LOCUST_LEAN_HTTP",
+        help="Devices use a lean HTTP session (geventhttpclient directly, requests still reported to Locust)",
+    )
+    parser.add_argument(
         "--device-interval",
         type=float,
         default=30.0,

@@ -133,3 +133,21 @@ async def test_devices_buffer_through_an_outage_and_log_in_again(pg_url: str, tm
     )
     assert len(gaps) == 4
     assert all(row["widest"].total_seconds() < 2.5 for row in gaps), "no reading lost during the outage"
+
+
+async def test_grouped_devices_keep_their_own_identity(pg_url: str, tmp_path: Path) -> None:
+    """Three devices per user over a shared pool, both HTTP sessions: six devices, each with its own readings."""
+    for lean in (False, True):
+        await scalar(pg_url, "TRUNCATE measurement, device_state, device CASCADE")
+        with running_service(pg_url, tmp_path / f"service-{lean}") as service:
+            args = fleet_args(service, "-u", "2", "-r", "2", "-t", "7s", "--devices-per-user", "3")
+            args += ["--connections-per-user", "2", "--slo", "failures=0", *(["--lean-http"] if lean else [])]
+            with running_locust(args, tmp_path, f"locust-{lean}") as locust:
+                assert locust.wait() == 0, locust.output
+        stats = locust.stats()
+        assert stats[("POST", "/login")]["num_requests"] == 6
+        assert await scalar(pg_url, "SELECT count(*) FROM device") == 6
+        per_device = await fetch(pg_url, "SELECT device_id, count(*) AS readings FROM measurement GROUP BY device_id")
+        assert len(per_device) == 6
+        assert all(row["readings"] >= 3 for row in per_device), per_device
+        assert sum(row["readings"] for row in per_device) == stats[("POST", "/measurement")]["num_requests"]
