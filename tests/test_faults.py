@@ -32,7 +32,7 @@ DEVICES = 20
 pytestmark = pytest.mark.slow
 
 
-async def assert_exactly_once(url: str, report: DriverReport) -> None:
+async def assert_exactly_once(url: str, report: DriverReport, fault: str) -> None:
     rows = await fetch(url, "SELECT device_id::text AS device_id, time FROM measurement")
     stored = {(r["device_id"], r["time"]) for r in rows}
     acknowledged = {(device, datetime.fromisoformat(moment)) for device, moment in report.acknowledged}
@@ -42,6 +42,12 @@ async def assert_exactly_once(url: str, report: DriverReport) -> None:
     for device, _ in stored - acknowledged:
         extra_by_device[device] = extra_by_device.get(device, 0) + 1
     assert all(count <= 1 for count in extra_by_device.values()), "only the reading in flight may be unacknowledged"
+    duplicates = await fetch(url, "SELECT count(*) - count(DISTINCT (device_id, time)) AS n FROM measurement")
+    print(
+        f"fault {fault}: acknowledged {len(acknowledged)}, lost {len(lost)}, stored twice {duplicates[0]['n']}, "
+        f"stored but unacknowledged {sum(extra_by_device.values())}, 503s {report.statuses.get(503, 0)}, "
+        f"connection errors {report.connection_errors}"
+    )
     conn = await asyncpg.connect(url)
     try:
         assert_same_stats((await fleet_stats(conn, 48)).as_json(), (await fleet_stats_by_full_scan(conn, 48)).as_json())
@@ -82,7 +88,7 @@ async def test_sigkill_of_the_service_and_a_restart(pg_url: str) -> None:
     assert acknowledged_before > 50
     assert len(report.acknowledged) > acknowledged_before, "devices carried on after the restart"
     assert report.connection_errors > 0, "the kill was felt"
-    await assert_exactly_once(pg_url, report)
+    await assert_exactly_once(pg_url, report, "SIGKILL + restart")
 
 
 async def _migrate(url: str) -> None:
@@ -128,7 +134,7 @@ async def test_postgresql_crash_and_recovery(own_postgres: tuple[EmbeddedPostgre
         stop.set()
         await fleet
     assert len(report.acknowledged) > recovered_from, "the service recovered by itself"
-    await assert_exactly_once(url, report)
+    await assert_exactly_once(url, report, "PostgreSQL crash + recovery")
 
 
 async def test_database_unreachable_for_seconds(pg_url: str) -> None:
@@ -155,4 +161,4 @@ async def test_database_unreachable_for_seconds(pg_url: str) -> None:
             await fleet
     assert report.statuses.get(503, 0) > 0
     assert len(report.acknowledged) > recovered_from
-    await assert_exactly_once(pg_url, report)
+    await assert_exactly_once(pg_url, report, "database unreachable 4 s")

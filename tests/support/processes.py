@@ -53,8 +53,14 @@ def running_fleetbed(args: list[str], env: dict[str, str], port: int) -> Iterato
         text=True,
     )
     try:
-        wait_until_ready(f"http://127.0.0.1:{port}/readyz", process)
-        yield process
+        try:
+            wait_until_ready(f"http://127.0.0.1:{port}/readyz", process)
+            yield process
+        except AssertionError as failure:
+            if process.poll() is None:
+                process.kill()
+            output = process.stdout.read() if process.stdout else ""
+            raise AssertionError(f"{failure}\n--- fleetbed output (tail) ---\n{output[-4000:]}") from None
     finally:
         if process.poll() is None:
             process.kill()
