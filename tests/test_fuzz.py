@@ -66,5 +66,6 @@ def test_the_api_survives_fuzzing_from_its_own_schema(pg_url: str) -> None:
         assert run.returncode == 0, summary
         generated = re.search(r"(\d+) generated", run.stdout)
         assert generated is not None
+        print(f"fuzz: {generated[1]} cases generated")
         assert int(generated[1]) > 100, summary
     assert "Traceback" not in log, "no unexpected error was logged while fuzzing"

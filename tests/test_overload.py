@@ -62,6 +62,10 @@ async def test_arrivals_faster_than_commits_are_shed_and_the_service_recovers(pg
             await blocker.close()
 
             statuses = [status for status, _, _ in results]
+            print(
+                f"overload: {statuses.count(201)} accepted, {statuses.count(503)} shed, slowest answer "
+                f"{max(seconds for _, seconds, _ in results):.2f} s, RSS +{(rss_during - rss_before) / 2**20:.1f} MiB"
+            )
             assert set(statuses) <= {201, 503}
             assert statuses.count(503) >= 190, "at most the queue's worth waits; the rest is shed"
             assert all(retry for status, _, retry in results if status == 503), "every 503 carries Retry-After"
