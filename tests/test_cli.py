@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
 import socket
@@ -133,3 +134,33 @@ def test_bad_settings_are_reported_plainly(data_dir: Path) -> None:
     assert result.returncode == 2
     assert "FLEETBED_PORT must be an integer" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_db_runs_the_embedded_server_in_the_foreground(data_dir: Path) -> None:
+    process = subprocess.Popen(
+        [*fleetbed_command(), "db"],
+        env={"FLEETBED_DATA_DIR": str(data_dir), "PATH": "/usr/bin:/bin"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    url = None
+    try:
+        assert process.stdout is not None
+        for _ in range(50):
+            line = process.stdout.readline()
+            if "FLEETBED_DATABASE_URL=" in line:
+                url = line.strip().split("=", 1)[1]
+                break
+        assert url is not None, "fleetbed db prints the URL to use"
+        applied = asyncio.run(scalar(url, "SELECT count(*) FROM schema_migrations"))
+        assert applied >= 3, "and migrates the database"
+        process.send_signal(signal.SIGINT)
+        assert process.wait(60) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        if process.stdout is not None:
+            process.stdout.close()
+    assert not port_open(int(url.rsplit(":", 1)[1].split("/")[0])), "Ctrl-C stops the server"
