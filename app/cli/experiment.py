@@ -1,0 +1,72 @@
+"""`fleetbed experiment`: the main job, headless: ramp simulated devices, then write the CSVs, `summary.json` and
+`report.html` to `--out`. The logic lives in `app.experiment`."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+from typing import Any
+
+from app.cli.export import parse_duration_s
+from app.experiment.analysis import parse_slo
+from app.experiment.report_html import DEFAULT_SLO
+from app.settings import Settings
+
+
+def slo_text(text: str) -> str:
+    try:
+        parse_slo(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def register(commands: Any) -> None:
+    parser = commands.add_parser(
+        "experiment",
+        help="run the fleet against the service and report capacity and bottleneck",
+        description="Start the database, the service, Prometheus (when installed) and a headless Locust fleet; "
+        "then write Locust CSVs (full history), the Prometheus export, summary.json and report.html to --out. "
+        "Exit 0 when the SLO held (with --until-failure: when a capacity was found), 1 otherwise, 130 on Ctrl-C "
+        "(the report of what ran is still written).",
+    )
+    parser.add_argument("--devices", type=int, default=200, help="the fleet, or the cap of a ramp (default 200)")
+    parser.add_argument("--duration", type=parse_duration_s, default=None, help="e.g. 60s, 10m (default 60s)")
+    parser.add_argument("--until-failure", action="store_true", help="ramp until the SLO breaks (capacity search)")
+    parser.add_argument("--step-devices", type=int, help="ramp: devices added per step")
+    parser.add_argument("--step-seconds", type=parse_duration_s, default=60.0, help="ramp: step length (default 60s)")
+    parser.add_argument("--slo", type=slo_text, default=DEFAULT_SLO, help=f"objectives (default '{DEFAULT_SLO}')")
+    parser.add_argument("--workers", type=int, default=1, help="service worker processes (default 1)")
+    parser.add_argument("--devices-per-user", type=int, default=0, help="devices per Locust user (0: automatic)")
+    parser.add_argument("--interval", type=parse_duration_s, default=30.0, help="device cycle (default 30s)")
+    parser.add_argument("--no-prometheus", action="store_true", help="do not start Prometheus even when installed")
+    parser.add_argument("--out", type=Path, help="run directory (default $FLEETBED_DATA_DIR/runs/<time>)")
+    parser.set_defaults(run=run)
+
+
+def run(settings: Settings, args: argparse.Namespace) -> int:
+    from app.experiment.runner import ExperimentPlan, run_experiment
+
+    if args.devices < 0 or args.workers < 1:
+        print("fleetbed experiment: --devices must be >= 0 and --workers >= 1")
+        return 2
+    until_failure = bool(args.until_failure)
+    duration = args.duration if args.duration is not None else (None if until_failure else 60.0)
+    biggest = max(args.devices, args.step_devices or 0)
+    per_user = args.devices_per_user or (1 if biggest <= 2000 else 50)
+    out = args.out or settings.data_dir / "runs" / time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    plan = ExperimentPlan(
+        out=out,
+        devices=args.devices,
+        duration_s=duration,
+        until_failure=until_failure,
+        step_devices=args.step_devices,
+        step_seconds=args.step_seconds,
+        slo=args.slo,
+        workers=args.workers,
+        devices_per_user=per_user,
+        interval_s=args.interval,
+        prometheus=not args.no_prometheus,
+    )
+    return run_experiment(settings, plan)

@@ -1,0 +1,132 @@
+"""The bottleneck of a run in one sentence, with the evidence that names it.
+
+Judged on the *stress step* (the knee, else the first step that broke the SLO, else the last step) against the
+first step. The generator is checked first: when Locust itself ran out of CPU, or devices fell behind schedule
+while the service answered quickly, the service is not blamed. Then, in the order they usually give out on one
+machine: service CPU, the database pool, commit time, GC pauses, event-loop lag.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from app.experiment.analysis import StepFigures
+
+GENERATOR_CPU_SATURATED = 0.85  # of one core: Locust runs one process
+SERVICE_CPU_SATURATED = 0.8  # of one core per worker
+POOL_WAITING = 0.5
+POOL_ACQUIRE_MS = 5.0
+COMMIT_MS = 20.0
+RISE_FACTOR = 3.0
+GC_FRACTION = 0.1
+LOOP_LAG_MS = 50.0
+LAG_BEHIND_MS = 250.0
+FAST_SERVER_MS = 50.0
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    kind: str  # generator, service-cpu, pool, commit, gc, event-loop, none, unknown
+    sentence: str
+    evidence: list[str]
+    step_devices: int | None
+
+
+def _rose(now: float, before: float, floor: float) -> bool:
+    if not math.isfinite(now) or now < floor:
+        return False
+    return not math.isfinite(before) or before <= 0 or now >= RISE_FACTOR * before
+
+
+def stress_step(steps: list[StepFigures], knee_step: StepFigures | None) -> StepFigures:
+    broken = next((step for step in steps if not step.slo_passed), None)
+    candidates = [step for step in (knee_step, broken) if step is not None]
+    return min(candidates, key=lambda s: s.devices) if candidates else steps[-1]
+
+
+def diagnose(steps: list[StepFigures], knee_step: StepFigures | None, workers: int) -> Diagnosis:
+    if not steps:
+        return Diagnosis("unknown", "No step lasted long enough to judge: run longer.", [], None)
+    step, base = stress_step(steps, knee_step), steps[0]
+    at = f"at {step.devices:,} devices"
+    cpu_share = step.service_cpu_cores / max(1, workers)
+    evidence = [
+        f"service CPU {step.service_cpu_cores:.2f} cores for {workers} worker(s)",
+        f"generator CPU {step.generator_cpu_cores:.2f} cores",
+        f"p95 {step.p95_ms:.0f} ms (first step {base.p95_ms:.0f} ms), server-side mean {step.server_ms:.1f} ms",
+        f"schedule lag p99 {step.lag_p99_ms:.0f} ms",
+        f"pool waiting {step.pool_waiting:.1f}, acquire {step.pool_acquire_ms:.1f} ms "
+        f"(first step {base.pool_acquire_ms:.1f} ms)",
+        f"commit {step.commit_ms:.1f} ms per batch (first step {base.commit_ms:.1f} ms)",
+        f"GC {100 * step.gc_fraction:.1f}% of the time, event-loop lag {step.loop_lag_ms:.1f} ms",
+    ]
+    server_fast = not math.isfinite(step.server_ms) or step.server_ms < FAST_SERVER_MS
+    generator_busy = math.isfinite(step.generator_cpu_cores) and step.generator_cpu_cores >= GENERATOR_CPU_SATURATED
+    generator_behind = math.isfinite(step.lag_p99_ms) and step.lag_p99_ms > LAG_BEHIND_MS and server_fast
+    if (generator_busy or generator_behind) and not cpu_share >= SERVICE_CPU_SATURATED:
+        return Diagnosis(
+            "generator",
+            f"The generator was the limit, not the service: {at} Locust used {step.generator_cpu_cores:.2f} cores and "
+            f"devices ran {step.lag_p99_ms:.0f} ms behind schedule (p99) while the service answered in "
+            f"{step.server_ms:.1f} ms on average with {step.service_cpu_cores:.2f} cores.",
+            evidence,
+            step.devices,
+        )
+    if math.isfinite(cpu_share) and cpu_share >= SERVICE_CPU_SATURATED:
+        return Diagnosis(
+            "service-cpu",
+            f"Service CPU saturated first: {at} the service used {step.service_cpu_cores:.2f} cores with {workers} "
+            f"worker(s) (about one core per worker is the ceiling) and p95 reached {step.p95_ms:.0f} ms.",
+            evidence,
+            step.devices,
+        )
+    if (math.isfinite(step.pool_waiting) and step.pool_waiting >= POOL_WAITING) or _rose(
+        step.pool_acquire_ms, base.pool_acquire_ms, POOL_ACQUIRE_MS
+    ):
+        return Diagnosis(
+            "pool",
+            f"The database pool ran out first: {at} {step.pool_waiting:.1f} requests waited for a connection on "
+            f"average and an acquire took {step.pool_acquire_ms:.1f} ms (first step {base.pool_acquire_ms:.1f} ms).",
+            evidence,
+            step.devices,
+        )
+    if _rose(step.commit_ms, base.commit_ms, COMMIT_MS):
+        return Diagnosis(
+            "commit",
+            f"Commits slowed first: {at} one batch took {step.commit_ms:.1f} ms to write and commit "
+            f"(first step {base.commit_ms:.1f} ms) while CPU stayed at {step.service_cpu_cores:.2f} cores.",
+            evidence,
+            step.devices,
+        )
+    if math.isfinite(step.gc_fraction) and step.gc_fraction >= GC_FRACTION:
+        return Diagnosis(
+            "gc",
+            f"Garbage collection stalled the service: {at} it spent {100 * step.gc_fraction:.0f}% of the time in GC.",
+            evidence,
+            step.devices,
+        )
+    if math.isfinite(step.loop_lag_ms) and step.loop_lag_ms >= LOOP_LAG_MS:
+        return Diagnosis(
+            "event-loop",
+            f"The event loop was blocked: {at} its timers fired {step.loop_lag_ms:.0f} ms late on average "
+            f"with {step.service_cpu_cores:.2f} cores in use.",
+            evidence,
+            step.devices,
+        )
+    if all(s.slo_passed for s in steps) and knee_step is None:
+        busiest = max(cpu_share if math.isfinite(cpu_share) else 0.0, 0.0)
+        return Diagnosis(
+            "none",
+            f"Nothing gave out: the SLO held up to {steps[-1].devices:,} devices, the service at "
+            f"{100 * busiest:.0f}% of its CPU and the generator at {step.generator_cpu_cores:.2f} cores; "
+            "ramp further to find the limit.",
+            evidence,
+            step.devices,
+        )
+    return Diagnosis(
+        "unknown",
+        f"Latency rose {at} without a measured resource saturating (see the evidence); look at the database host.",
+        evidence,
+        step.devices,
+    )

@@ -1,0 +1,193 @@
+"""`fleetbed experiment`: the whole run on one machine, from an empty data directory to `report.html`.
+
+Order: database (embedded or FLEETBED_DATABASE_URL), migrations, the service (`--workers`), Prometheus when the
+binary exists, the resource sampler, then Locust headless with the fleet's locustfile and shape. When Locust ends
+(or on Ctrl-C) the sampler stops, Prometheus's range is exported, and the report is written; everything started
+is stopped on the way out, whatever happened.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import ExitStack
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from app.cli._database import database_url, report_migrations
+from app.experiment.processes import child, fleetbed_args, free_port, stop, wait_until_ready
+from app.experiment.progress import ProgressLine
+from app.experiment.report_html import write_report
+from app.experiment.sampler import ResourceSampler
+from app.prometheus_export import ExportError, export_series, write_tidy
+from app.prometheus_server import LocalPrometheus, PrometheusError, ScrapeTargets, prometheus_binary, write_local_config
+from app.settings import Settings
+
+LOCUSTFILE = Path(__file__).resolve().parents[2] / "locustfiles" / "kettle.py"
+EXPORT_STEP_MS = 1000
+LOCUST_STOP_TIMEOUT_S = 30.0
+INTERRUPTED = 130
+
+
+@dataclass(frozen=True)
+class ExperimentPlan:
+    out: Path
+    devices: int  # the fleet (constant), or the cap of a ramp (0: no cap)
+    duration_s: float | None  # None: until the SLO breaks
+    until_failure: bool
+    step_devices: int | None  # None: constant fleet
+    step_seconds: float
+    slo: str
+    workers: int
+    devices_per_user: int
+    interval_s: float
+    prometheus: bool = True
+
+    def users(self, devices: int) -> int:
+        return max(1, math.ceil(devices / self.devices_per_user))
+
+
+def locust_args(plan: ExperimentPlan, service_url: str, metrics_port: int) -> list[str]:
+    args = [
+        sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "-H", service_url,
+        "--csv", str(plan.out / "locust"), "--csv-full-history", "--only-summary",
+        "--prometheus-port", str(metrics_port), "--prometheus-host", "127.0.0.1",
+        "--run-name", f"experiment {plan.out.name}", "--slo", plan.slo,
+        "--device-interval", f"{plan.interval_s:g}", "--devices-per-user", str(plan.devices_per_user),
+    ]  # fmt: skip
+    if plan.step_devices or plan.until_failure:
+        step_users = plan.users(plan.step_devices or max(1, plan.devices // 5))
+        args += ["--shape", "until-failure" if plan.until_failure else "step", "--step-users", str(step_users),
+                 "--step-seconds", f"{plan.step_seconds:g}", "-r", str(max(1, step_users // 5))]  # fmt: skip
+        if plan.devices:
+            args += ["--max-users", str(plan.users(plan.devices))]
+    else:
+        users = plan.users(plan.devices)
+        args += ["--shape", "constant", "-u", str(users), "-r", str(max(1, users // 10))]
+    if plan.duration_s is not None:
+        args += ["-t", f"{math.ceil(plan.duration_s)}s"]
+    return args
+
+
+def export_prometheus(prometheus_url: str, start: float, end: float, path: Path) -> str | None:
+    """The default export set over the run; the error text when it failed."""
+    from app.cli.export import DEFAULT_QUERIES
+
+    try:
+        series = export_series(prometheus_url, DEFAULT_QUERIES, int(start * 1000), int(end * 1000), EXPORT_STEP_MS)
+    except ExportError as exc:
+        return str(exc)
+    with path.open("w", newline="") as out:
+        write_tidy(series, out)
+    return None
+
+
+def run_experiment(settings: Settings, plan: ExperimentPlan) -> int:
+    plan.out.mkdir(parents=True, exist_ok=True)
+    record: dict[str, Any] = {**asdict(plan), "out": str(plan.out), "started_at": time.time(), "interrupted": False}
+    log = sys.stderr
+    with ExitStack() as stack:
+        url = stack.enter_context(database_url(settings))
+        report_migrations(url)
+        service_port = free_port()
+        service_url = f"http://127.0.0.1:{service_port}"
+        env = {
+            "FLEETBED_DATABASE_URL": url,
+            "FLEETBED_DATA_DIR": str(settings.data_dir.resolve()),
+            "FLEETBED_PORT": str(service_port),
+            "FLEETBED_HOST": "127.0.0.1",
+            "FLEETBED_WORKERS": str(plan.workers),
+            "FLEETBED_OPERATOR_TOKEN": settings.operator_token,
+            "FLEETBED_COMMAND_INTERVAL_S": str(max(1, round(plan.interval_s))),
+            "PYTHONUNBUFFERED": "1",
+        }
+        service_log = plan.out / "service.log"
+        service = stack.enter_context(child(fleetbed_args("serve", "--no-migrate"), service_log, env))
+        wait_until_ready(f"{service_url}/readyz", service, service_log)
+        print(
+            f"fleetbed experiment: service on {service_url} ({plan.workers} worker(s)), output in {plan.out}", file=log
+        )
+        metrics_port = free_port()
+        prometheus: LocalPrometheus | None = None
+        if plan.prometheus and prometheus_binary() is not None:
+            storage = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="fleetbed-prometheus-")))
+            targets = ScrapeTargets(service=[f"127.0.0.1:{service_port}"], locust=f"127.0.0.1:{metrics_port}")
+            config = write_local_config(plan.out / "prometheus.yml", targets, scrape_interval_s=1)
+            try:
+                prometheus = stack.enter_context(
+                    LocalPrometheus(config, storage, free_port(), log_path=plan.out / "prometheus.log")
+                )
+                print(f"fleetbed experiment: Prometheus on {prometheus.url}", file=log)
+            except PrometheusError as exc:
+                print(f"fleetbed experiment: running without Prometheus: {exc}", file=log)
+        sampler = ResourceSampler(plan.out / "resources.csv", f"{service_url}/metrics").start()
+        stack.callback(sampler.stop)
+        record["started_at"] = time.time()
+        locust_log = plan.out / "locust.log"
+        locust = stack.enter_context(
+            child(locust_args(plan, service_url, metrics_port), locust_log, {**env, "PYTHONUNBUFFERED": "1"}, plan.out)
+        )
+        sampler.generator_pid = locust.pid
+        progress = ProgressLine(f"http://127.0.0.1:{metrics_port}/metrics", log, plan.duration_s)
+        locust_code = wait_for_locust(locust, progress, record)
+        record["ended_at"] = time.time()
+        record["locust_exit_code"] = locust_code
+        sampler.stop()
+        if prometheus is not None:
+            failure = export_prometheus(
+                prometheus.url, record["started_at"], record["ended_at"], plan.out / "prometheus.csv"
+            )
+            record["prometheus_export"] = failure or "prometheus.csv"
+    (plan.out / "experiment.json").write_text(json.dumps(record, indent=2) + "\n")
+    return finish(plan, record, locust_log)
+
+
+def wait_for_locust(locust: subprocess.Popen[bytes], progress: ProgressLine, record: dict[str, Any]) -> int:
+    try:
+        while locust.poll() is None:
+            progress.update()
+            time.sleep(1.0)
+    except KeyboardInterrupt:
+        record["interrupted"] = True
+        progress.finish()
+        print(
+            "fleetbed experiment: interrupted, stopping the fleet and writing the report of what ran", file=sys.stderr
+        )
+        locust.send_signal(signal.SIGTERM)
+        try:
+            locust.wait(LOCUST_STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            stop(locust, 0)
+    progress.finish()
+    return int(locust.returncode if locust.returncode is not None else -1)
+
+
+def finish(plan: ExperimentPlan, record: dict[str, Any], locust_log: Path) -> int:
+    from app.experiment.records import RunDirectoryError
+
+    try:
+        summary = write_report(plan.out)
+    except RunDirectoryError as exc:
+        tail = locust_log.read_text(errors="replace")[-3000:]
+        print(f"fleetbed experiment: no report: {exc}\n--- locust.log (tail) ---\n{tail}", file=sys.stderr)
+        return 1
+    print(f"\n{summary['bottleneck']['sentence']}", file=sys.stderr)
+    capacity = summary["capacity_devices"]
+    print(
+        f"capacity: {'none found' if capacity is None else f'{capacity:,} devices'}; SLO "
+        f"{'held' if summary['slo_held'] else 'broken'}; report: {plan.out / 'report.html'}",
+        file=sys.stderr,
+    )
+    if record["interrupted"]:
+        return INTERRUPTED
+    code = int(record["locust_exit_code"])
+    if code not in (0, 1):
+        tail = locust_log.read_text(errors="replace")[-3000:]
+        print(f"fleetbed experiment: Locust exited with {code}\n--- locust.log (tail) ---\n{tail}", file=sys.stderr)
+    return 0 if code == 0 else 1
