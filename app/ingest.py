@@ -39,6 +39,7 @@ class PendingRequest:
     device_id: uuid.UUID
     readings: list[Reading]
     future: asyncio.Future[StoreResult] = field(repr=False)
+    enqueued_at: float = 0.0
 
 
 class BatchWriter:
@@ -62,10 +63,13 @@ class BatchWriter:
         self._wakeups = [asyncio.Event() for _ in range(writers)]
         self._shards = [(os.getpid() * writers + n) % TOTALS_SHARDS for n in range(writers)]
         self._tasks: list[asyncio.Task[None]] = []
+        self._writing: list[list[PendingRequest]] = [[] for _ in range(writers)]
+        self._expiry: asyncio.Task[None] | None = None
         self._closing = False
 
     def start(self) -> None:
         self._tasks = [asyncio.create_task(self._run(n), name=f"ingest-writer-{n}") for n in range(len(self._queues))]
+        self._expiry = asyncio.create_task(self._expire_waiting(), name="ingest-expiry")
 
     async def submit(self, device_id: uuid.UUID, readings: list[Reading]) -> StoreResult:
         """Queue the readings and wait until they are committed (or raise `Unavailable`)."""
@@ -75,19 +79,39 @@ class BatchWriter:
             self.metrics.ingest_rejected.inc(len(readings))
             raise Unavailable("the ingest queue is full; retry after the delay in Retry-After", 1)
         lane = device_id.int % len(self._queues)
-        request = PendingRequest(device_id, readings, asyncio.get_running_loop().create_future())
+        loop = asyncio.get_running_loop()
+        request = PendingRequest(device_id, readings, loop.create_future(), loop.time())
         self._queues[lane].append(request)
         self.queued_readings += len(readings)
         self._wakeups[lane].set()
-        try:
-            # shield: a timeout must not cancel a batch being written; the writer drops requests that gave up
-            # before it took them, and a request that gave up later may be stored (the device's retry is
-            # then acknowledged as a duplicate).
-            return await asyncio.wait_for(asyncio.shield(request.future), self.max_wait_s)
-        except TimeoutError:
-            request.future.cancel()
-            self.metrics.ingest_rejected.inc(len(readings))
-            raise Unavailable("the database is not keeping up; retry after the delay in Retry-After", 2) from None
+        return await request.future
+
+    async def _expire_waiting(self) -> None:
+        """Answer 503 to requests that waited in a queue longer than `max_wait_s`; they are not written.
+
+        Queues are first in, first out, so the expired requests are at their heads: one sweep costs what expired.
+        A request in a batch being written is answered 503 too when it has waited that long; its readings may still
+        commit, and the device's retry is then acknowledged as a duplicate.
+        """
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(min(0.5, self.max_wait_s / 4))
+            deadline = loop.time() - self.max_wait_s
+            for batch in self._writing:
+                for request in batch:
+                    if request.enqueued_at < deadline and not request.future.done():
+                        request.future.set_exception(
+                            Unavailable("the database is not keeping up; retry after the delay in Retry-After", 2)
+                        )
+            for queue in self._queues:
+                while queue and queue[0].enqueued_at < deadline:
+                    request = queue.popleft()
+                    self.queued_readings -= len(request.readings)
+                    self.metrics.ingest_rejected.inc(len(request.readings))
+                    if not request.future.done():
+                        request.future.set_exception(
+                            Unavailable("the database is not keeping up; retry after the delay in Retry-After", 2)
+                        )
 
     async def close(self) -> None:
         """Refuse new work, write everything already queued, stop the writers."""
@@ -95,6 +119,9 @@ class BatchWriter:
         for wakeup in self._wakeups:
             wakeup.set()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._expiry is not None:
+            self._expiry.cancel()
+            await asyncio.gather(self._expiry, return_exceptions=True)
 
     def _take_batch(self, lane: int) -> list[PendingRequest]:
         queue = self._queues[lane]
@@ -103,7 +130,7 @@ class BatchWriter:
         dropped = 0
         while queue and (not batch or size + len(queue[0].readings) <= self.max_batch_readings):
             request = queue.popleft()
-            if request.future.done():  # its request gave up waiting: answered 503, not written
+            if request.future.done():  # answered already (expired while queued): not written
                 dropped += len(request.readings)
                 continue
             batch.append(request)
@@ -123,11 +150,14 @@ class BatchWriter:
             batch = self._take_batch(lane)
             if not batch:
                 continue
+            self._writing[lane] = batch
             try:
                 await self._write(batch, self._shards[lane])
             except Exception as exc:  # the writer must outlive any one batch, and answer every request in it
                 log.exception("ingest writer %d failed a batch", lane)
                 self._fail(batch, exc)
+            finally:
+                self._writing[lane] = []
 
     async def _write(self, batch: list[PendingRequest], shard: int) -> None:
         device_ids = [r.device_id for r in batch for _ in r.readings]
