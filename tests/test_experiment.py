@@ -1,0 +1,107 @@
+"""`fleetbed experiment` end to end on the embedded database: every output, the report in a real Chromium, and
+`fleetbed report` on the same directory."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from app.prometheus_server import INSTALL_HINT, prometheus_binary
+from tests.support.browser import visit
+from tests.support.requirements import missing
+
+REPO = Path(__file__).resolve().parents[1]
+# Two steps of 100 devices, a cycle (poll + reading) every 2 s: about 100 then 200 requests/s.
+EXPERIMENT = ["--devices", "200", "--step-devices", "100", "--step-seconds", "12s", "--duration", "25s",
+              "--interval", "2s", "--slo", "p95=5000, failures=0.2"]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Run:
+    out: Path
+    code: int
+    output: str
+
+
+def run_fleetbed(args: list[str], data_dir: Path, timeout_s: float = 180.0) -> subprocess.CompletedProcess[str]:
+    env = {key: value for key, value in os.environ.items() if not key.startswith("FLEETBED_")}
+    env["FLEETBED_DATA_DIR"] = str(data_dir)
+    return subprocess.run(
+        [sys.executable, "-m", "app", *args],
+        env=env, cwd=REPO, capture_output=True, text=True, timeout=timeout_s, check=False,
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def experiment(tmp_path_factory: pytest.TempPathFactory) -> Run:
+    workdir = tmp_path_factory.mktemp("experiment")
+    out = workdir / "run"
+    done = run_fleetbed(["experiment", *EXPERIMENT, "--out", str(out)], workdir / "data")
+    return Run(out, done.returncode, done.stdout + done.stderr)
+
+
+def test_experiment_writes_every_output_and_exits_on_the_slo(experiment: Run) -> None:
+    assert experiment.code == 0, experiment.output
+    for name in ("locust_stats.csv", "locust_stats_history.csv", "resources.csv", "summary.json", "report.html"):
+        assert (experiment.out / name).stat().st_size > 0, name
+    with (experiment.out / "locust_stats_history.csv").open() as history:
+        names = {row["Name"] for row in csv.DictReader(history)}
+    assert {"/command", "/measurement", "Aggregated"} <= names  # full history: one row per entry
+    summary = json.loads((experiment.out / "summary.json").read_text())
+    assert summary["slo_held"] is True
+    assert [step["devices"] for step in summary["steps"]] == [100, 200]
+    assert all(step["throughput_rps"] > 20 and step["failure_ratio"] < 0.2 for step in summary["steps"])
+    assert summary["capacity_devices"] == 200
+    assert summary["bottleneck"]["sentence"] in experiment.output
+    assert "devices |" in experiment.output  # the progress line
+    assert "req/s" in experiment.output
+
+
+def test_experiment_exports_prometheus_over_the_run(experiment: Run) -> None:
+    if prometheus_binary() is None:
+        missing(INSTALL_HINT)
+    with (experiment.out / "prometheus.csv").open() as export:
+        queries = {row["query"] for row in csv.DictReader(export)}
+    assert {"service_cpu_cores", "locust_users", "latency_p95_seconds"} <= queries
+
+
+def test_report_command_rewrites_the_report(experiment: Run, tmp_path: Path) -> None:
+    done = run_fleetbed(["report", str(experiment.out), "-o", str(tmp_path / "again.html")], tmp_path / "data")
+    assert done.returncode == 0, done.stderr
+    summary = json.loads((experiment.out / "summary.json").read_text())
+    assert done.stdout.strip() == summary["bottleneck"]["sentence"]
+    assert (tmp_path / "again.html").read_text().count("<svg") >= 4
+
+
+def test_report_of_a_directory_without_a_run_says_so(tmp_path: Path) -> None:
+    done = run_fleetbed(["report", str(tmp_path)], tmp_path / "data")
+    assert done.returncode == 2
+    assert "locust_stats_history.csv is missing" in done.stderr
+
+
+PLOTS_RENDERED = """(() => {
+  const plots = [...document.querySelectorAll('svg.plot')];
+  return {
+    plots: plots.length,
+    drawn: plots.filter(p => p.getBoundingClientRect().width > 100 && p.querySelector('polyline.series')).length,
+    verdict: document.querySelector('#bottleneck').textContent,
+  };
+})()"""
+
+
+async def test_report_renders_in_chromium(experiment: Run) -> None:
+    page = await visit((experiment.out / "report.html").as_uri(), PLOTS_RENDERED)
+    assert page.errors == []
+    assert page.screenshot.startswith(b"\x89PNG")
+    assert len(page.screenshot) > 10_000
+    assert page.value["plots"] >= 4
+    assert page.value["drawn"] == page.value["plots"]
+    summary = json.loads((experiment.out / "summary.json").read_text())
+    assert page.value["verdict"] == summary["bottleneck"]["sentence"]
