@@ -12,12 +12,12 @@ from collections.abc import Sequence
 from types import ModuleType
 
 from app import __version__
-from app.cli import backfill, db, experiment, export, migrate, report, serve
+from app.cli import backfill, db, experiment, export, migrate, report, serve, up
 from app.db.migrations import MigrationError
 from app.embedded_db import EmbeddedDatabaseError
 from app.settings import Settings, SettingsError
 
-COMMANDS: tuple[ModuleType, ...] = (serve, migrate, db, backfill, export, experiment, report)
+COMMANDS: tuple[ModuleType, ...] = (serve, migrate, db, backfill, export, experiment, report, up)
 
 DESCRIPTION = """\
 fleetbed: a test bed for IoT fleets. It runs a device-data service on PostgreSQL (or TimescaleDB),

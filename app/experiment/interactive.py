@@ -1,0 +1,80 @@
+"""`fleetbed up`: the experiment's parts for an interactive session: database, migrations, service, Prometheus
+(when installed) and the Locust web UI, until Ctrl-C (or until one of them exits), then all of it stopped."""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+from app.cli._database import database_url, report_migrations
+from app.experiment.processes import child, fleetbed_args, wait_until_ready
+from app.experiment.runner import LOCUSTFILE
+from app.prometheus_server import LocalPrometheus, PrometheusError, ScrapeTargets, prometheus_binary, write_local_config
+from app.settings import Settings
+
+
+@dataclass(frozen=True)
+class UpPorts:
+    service: int
+    locust_web: int
+    locust_metrics: int
+    prometheus: int
+
+
+def run_up(settings: Settings, ports: UpPorts, workers: int, logs: Path) -> int:
+    logs.mkdir(parents=True, exist_ok=True)
+    service_url = f"http://127.0.0.1:{ports.service}"
+    with ExitStack() as stack:
+        url = stack.enter_context(database_url(settings))
+        report_migrations(url)
+        env = {
+            "FLEETBED_DATABASE_URL": url,
+            "FLEETBED_DATA_DIR": str(settings.data_dir.resolve()),
+            "FLEETBED_HOST": "127.0.0.1",
+            "FLEETBED_PORT": str(ports.service),
+            "FLEETBED_WORKERS": str(workers),
+            "FLEETBED_OPERATOR_TOKEN": settings.operator_token,
+            "PYTHONUNBUFFERED": "1",
+        }
+        service = stack.enter_context(child(fleetbed_args("serve", "--no-migrate"), logs / "service.log", env))
+        wait_until_ready(f"{service_url}/readyz", service, logs / "service.log")
+        locust_args = [
+            sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "-H", service_url,
+            "--web-host", "127.0.0.1", "--web-port", str(ports.locust_web),
+            "--prometheus-host", "127.0.0.1", "--prometheus-port", str(ports.locust_metrics),
+        ]  # fmt: skip
+        locust = stack.enter_context(child(locust_args, logs / "locust.log", env, logs))
+        locust_url = f"http://127.0.0.1:{ports.locust_web}"
+        wait_until_ready(locust_url, locust, logs / "locust.log")
+        lines = [
+            f"  service      {service_url}   (API {service_url}/openapi.json, metrics {service_url}/metrics)",
+            f"  Locust UI    {locust_url}   (generator metrics http://127.0.0.1:{ports.locust_metrics}/metrics)",
+        ]
+        if prometheus_binary() is not None:
+            storage = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="fleetbed-prometheus-")))
+            targets = ScrapeTargets(service=[f"127.0.0.1:{ports.service}"], locust=f"127.0.0.1:{ports.locust_metrics}")
+            config = write_local_config(logs / "prometheus.yml", targets, scrape_interval_s=5)
+            try:
+                prometheus = stack.enter_context(
+                    LocalPrometheus(config, storage, ports.prometheus, log_path=logs / "prometheus.log")
+                )
+                lines.append(f"  Prometheus   {prometheus.url}")
+            except PrometheusError as exc:
+                lines.append(f"  Prometheus   not started: {exc}")
+        else:
+            lines.append("  Prometheus   not installed (apt-get install prometheus): metrics are not kept")
+        lines.append(f"  database     {url if settings.database_url else 'embedded, in ' + str(settings.data_dir)}")
+        lines.append(f"  operator token  {settings.operator_token}")
+        print("fleetbed is up (Ctrl-C stops everything):\n" + "\n".join(lines) + f"\n  logs in {logs}", flush=True)
+        try:
+            while service.poll() is None and locust.poll() is None:
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            print("\nfleetbed up: stopping", file=sys.stderr, flush=True)
+            return 0
+        print("fleetbed up: a component exited; stopping the rest (see the logs)", file=sys.stderr, flush=True)
+        return 1
