@@ -64,20 +64,25 @@ async def writer_vs_copy(
     return copy_rate, writer_rate
 
 
-async def stats_latency(base_url: str, operator_token: str, requests: int = 300) -> tuple[float, float]:
-    """p50 and p99 of GET /stats in milliseconds, one request at a time."""
+async def stats_latency_side_by_side(
+    services: dict[str, str], operator_token: str, requests: int = 1000
+) -> dict[str, tuple[float, float]]:
+    """p50 and p99 (ms) of GET /stats per service, asking them in turn so noise hits all of them alike."""
     import aiohttp
 
     headers = {"Authorization": f"Bearer {operator_token}"}
-    timings = []
+    timings: dict[str, list[float]] = {name: [] for name in services}
     async with aiohttp.ClientSession() as session:
         for _ in range(requests):
-            started = time.perf_counter()
-            async with session.get(f"{base_url}/stats", headers=headers) as response:
-                await response.read()
-                assert response.status == 200
-            timings.append((time.perf_counter() - started) * 1000)
-    return float(np.percentile(timings, 50)), float(np.percentile(timings, 99))
+            for name, base in services.items():
+                started = time.perf_counter()
+                async with session.get(f"{base}/stats", headers=headers) as response:
+                    await response.read()
+                    assert response.status == 200, await response.text()
+                timings[name].append((time.perf_counter() - started) * 1000)
+    return {
+        name: (float(np.percentile(values, 50)), float(np.percentile(values, 99))) for name, values in timings.items()
+    }
 
 
 async def memory_at_connections(
