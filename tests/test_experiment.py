@@ -30,9 +30,12 @@ class Run:
     output: str
 
 
-def run_fleetbed(args: list[str], data_dir: Path, timeout_s: float = 180.0) -> subprocess.CompletedProcess[str]:
+def run_fleetbed(
+    args: list[str], data_dir: Path, timeout_s: float = 180.0, extra_env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     env = {key: value for key, value in os.environ.items() if not key.startswith("FLEETBED_")}
     env["FLEETBED_DATA_DIR"] = str(data_dir)
+    env.update(extra_env or {})
     return subprocess.run(
         [sys.executable, "-m", "app", *args],
         env=env, cwd=REPO, capture_output=True, text=True, timeout=timeout_s, check=False,

@@ -39,6 +39,9 @@ def register(commands: Any) -> None:
     parser.add_argument("--slo", type=slo_text, default=DEFAULT_SLO, help=f"objectives (default '{DEFAULT_SLO}')")
     parser.add_argument("--workers", type=int, default=1, help="service worker processes (default 1)")
     parser.add_argument("--devices-per-user", type=int, default=0, help="devices per Locust user (0: automatic)")
+    parser.add_argument(
+        "--connections-per-user", type=int, default=0, help="HTTP connections a user's devices share (0: Locust's)"
+    )
     parser.add_argument("--interval", type=parse_duration_s, default=30.0, help="device cycle (default 30s)")
     parser.add_argument("--no-prometheus", action="store_true", help="do not start Prometheus even when installed")
     parser.add_argument("--out", type=Path, help="run directory (default $FLEETBED_DATA_DIR/runs/<time>)")
@@ -66,6 +69,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         slo=args.slo,
         workers=args.workers,
         devices_per_user=per_user,
+        connections_per_user=args.connections_per_user,
         interval_s=args.interval,
         prometheus=not args.no_prometheus,
     )

@@ -44,6 +44,7 @@ class StepFigures:
     service_cpu_cores: float
     generator_cpu_cores: float
     pool_waiting: float
+    pool_utilisation: float  # connections in use / pool size, averaged over the step
     pool_acquire_ms: float
     commit_ms: float
     gc_fraction: float
@@ -182,6 +183,8 @@ def step_figures(records: RunRecords, slo: str) -> list[StepFigures]:
                 service_cpu_cores=_rate(resources, "service_cpu_seconds", start, end),
                 generator_cpu_cores=_rate(resources, "generator_cpu_seconds", start, end),
                 pool_waiting=_mean(resources, "pool_waiting", start, end),
+                pool_utilisation=_mean(resources, "pool_in_use", start, end)
+                / max(1.0, _mean(resources, "pool_max", start, end)),
                 pool_acquire_ms=_ratio_ms(resources, "pool_acquire_seconds_sum", "pool_acquire_count", start, end),
                 commit_ms=_ratio_ms(resources, "commit_seconds_sum", "commit_count", start, end),
                 gc_fraction=_rate(resources, "gc_pause_seconds_sum", start, end) / workers,

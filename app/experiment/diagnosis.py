@@ -1,8 +1,9 @@
 """The bottleneck of a run in one sentence, with the evidence that names it.
 
 Judged on the *stress step* (the knee, else the first step that broke the SLO, else the last step) against the
-first step. The generator is checked first: when Locust itself ran out of CPU, or devices fell behind schedule
-while the service answered quickly, the service is not blamed. Then, in the order they usually give out on one
+first step. The generator is checked first: when Locust itself ran out of CPU, devices fell behind schedule while
+the service answered quickly, or devices saw answers far slower than the service gave them (time spent in the
+generator's own queues), the service is not blamed. Then, in the order they usually give out on one
 machine: service CPU, the database pool, commit time, GC pauses, event-loop lag.
 """
 
@@ -16,6 +17,7 @@ from app.experiment.analysis import StepFigures
 GENERATOR_CPU_SATURATED = 0.85  # of one core: Locust runs one process
 SERVICE_CPU_SATURATED = 0.8  # of one core per worker
 POOL_WAITING = 0.5
+POOL_UTILISATION = 0.8
 POOL_ACQUIRE_MS = 5.0
 COMMIT_MS = 20.0
 RISE_FACTOR = 3.0
@@ -23,6 +25,8 @@ GC_FRACTION = 0.1
 LOOP_LAG_MS = 50.0
 LAG_BEHIND_MS = 250.0
 FAST_SERVER_MS = 50.0
+CLIENT_GAP_FACTOR = 4.0
+CLIENT_GAP_MS = 100.0
 
 
 @dataclass(frozen=True)
@@ -56,20 +60,27 @@ def diagnose(steps: list[StepFigures], knee_step: StepFigures | None, workers: i
         f"generator CPU {step.generator_cpu_cores:.2f} cores",
         f"p95 {step.p95_ms:.0f} ms (first step {base.p95_ms:.0f} ms), server-side mean {step.server_ms:.1f} ms",
         f"schedule lag p99 {step.lag_p99_ms:.0f} ms",
-        f"pool waiting {step.pool_waiting:.1f}, acquire {step.pool_acquire_ms:.1f} ms "
-        f"(first step {base.pool_acquire_ms:.1f} ms)",
+        f"pool {100 * step.pool_utilisation:.0f}% in use, {step.pool_waiting:.1f} waiting, "
+        f"acquire {step.pool_acquire_ms:.1f} ms (first step {base.pool_acquire_ms:.1f} ms)",
         f"commit {step.commit_ms:.1f} ms per batch (first step {base.commit_ms:.1f} ms)",
         f"GC {100 * step.gc_fraction:.1f}% of the time, event-loop lag {step.loop_lag_ms:.1f} ms",
     ]
     server_fast = not math.isfinite(step.server_ms) or step.server_ms < FAST_SERVER_MS
     generator_busy = math.isfinite(step.generator_cpu_cores) and step.generator_cpu_cores >= GENERATOR_CPU_SATURATED
     generator_behind = math.isfinite(step.lag_p99_ms) and step.lag_p99_ms > LAG_BEHIND_MS and server_fast
-    if (generator_busy or generator_behind) and not cpu_share >= SERVICE_CPU_SATURATED:
+    # Devices saw far slower answers than the service gave: the time went in the generator's own queues.
+    generator_queueing = (
+        math.isfinite(step.p50_ms)
+        and math.isfinite(step.server_ms)
+        and step.p50_ms > CLIENT_GAP_FACTOR * step.server_ms
+        and step.p50_ms - step.server_ms > CLIENT_GAP_MS
+    )
+    if (generator_busy or generator_behind or generator_queueing) and not cpu_share >= SERVICE_CPU_SATURATED:
         return Diagnosis(
             "generator",
             f"The generator was the limit, not the service: {at} Locust used {step.generator_cpu_cores:.2f} cores and "
-            f"devices ran {step.lag_p99_ms:.0f} ms behind schedule (p99) while the service answered in "
-            f"{step.server_ms:.1f} ms on average with {step.service_cpu_cores:.2f} cores.",
+            f"devices ran {step.lag_p99_ms:.0f} ms behind schedule (p99) and saw a p50 of {step.p50_ms:.0f} ms while "
+            f"the service answered in {step.server_ms:.1f} ms on average with {step.service_cpu_cores:.2f} cores.",
             evidence,
             step.devices,
         )
@@ -81,13 +92,17 @@ def diagnose(steps: list[StepFigures], knee_step: StepFigures | None, workers: i
             evidence,
             step.devices,
         )
-    if (math.isfinite(step.pool_waiting) and step.pool_waiting >= POOL_WAITING) or _rose(
-        step.pool_acquire_ms, base.pool_acquire_ms, POOL_ACQUIRE_MS
+    pool_full = math.isfinite(step.pool_utilisation) and step.pool_utilisation >= POOL_UTILISATION
+    if (
+        pool_full
+        or (math.isfinite(step.pool_waiting) and step.pool_waiting >= POOL_WAITING)
+        or _rose(step.pool_acquire_ms, base.pool_acquire_ms, POOL_ACQUIRE_MS)
     ):
         return Diagnosis(
             "pool",
-            f"The database pool ran out first: {at} {step.pool_waiting:.1f} requests waited for a connection on "
-            f"average and an acquire took {step.pool_acquire_ms:.1f} ms (first step {base.pool_acquire_ms:.1f} ms).",
+            f"The database pool ran out first: {at} {100 * step.pool_utilisation:.0f}% of its connections were in "
+            f"use, {step.pool_waiting:.1f} requests waited for one on average and an acquire took "
+            f"{step.pool_acquire_ms:.1f} ms (first step {base.pool_acquire_ms:.1f} ms).",
             evidence,
             step.devices,
         )

@@ -107,8 +107,8 @@ def render(
                            list(aggregated.users * int(plan.get("devices_per_user", 1) or 1)))], knee_time)
     )  # fmt: skip
     columns = ["devices", "throughput_rps", "failure_ratio", "p50_ms", "p95_ms", "p99_ms", "lag_p99_ms",
-               "service_cpu_cores", "generator_cpu_cores", "pool_waiting", "pool_acquire_ms", "commit_ms",
-               "gc_fraction", "loop_lag_ms", "slo_passed"]  # fmt: skip
+               "service_cpu_cores", "generator_cpu_cores", "pool_utilisation", "pool_waiting", "pool_acquire_ms",
+               "commit_ms", "gc_fraction", "loop_lag_ms", "slo_passed"]  # fmt: skip
     rows = []
     for step in steps:
         cells = "".join(f"<td>{_cell(getattr(step, column))}</td>" for column in columns[:-1])

@@ -47,6 +47,7 @@ class ExperimentPlan:
     workers: int
     devices_per_user: int
     interval_s: float
+    connections_per_user: int = 0
     prometheus: bool = True
 
     def users(self, devices: int) -> int:
@@ -61,6 +62,8 @@ def locust_args(plan: ExperimentPlan, service_url: str, metrics_port: int) -> li
         "--run-name", f"experiment {plan.out.name}", "--slo", plan.slo,
         "--device-interval", f"{plan.interval_s:g}", "--devices-per-user", str(plan.devices_per_user),
     ]  # fmt: skip
+    if plan.connections_per_user:
+        args += ["--connections-per-user", str(plan.connections_per_user)]
     if plan.step_devices or plan.until_failure:
         step_users = plan.users(plan.step_devices or max(1, plan.devices // 5))
         args += ["--shape", "until-failure" if plan.until_failure else "step", "--step-users", str(step_users),

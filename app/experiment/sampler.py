@@ -22,6 +22,7 @@ SERVICE_SAMPLES: dict[str, str] = {
     "service_rss_bytes": "process_resident_memory_bytes",
     "pool_waiting": "fleetbed_db_pool_waiting_acquires",
     "pool_in_use": "fleetbed_db_pool_in_use_connections",
+    "pool_max": "fleetbed_db_pool_max_connections",
     "pool_acquire_seconds_sum": "fleetbed_db_pool_acquire_duration_seconds_sum",
     "pool_acquire_count": "fleetbed_db_pool_acquire_duration_seconds_count",
     "commit_seconds_sum": "fleetbed_ingest_commit_duration_seconds_sum",

@@ -1,0 +1,42 @@
+"""Diagnosis accuracy: real experiments with a planted bottleneck, and the report must name it.
+
+- a tiny database pool (one connection per worker) under a ramp: the pool;
+- a generator that is itself the limit (a thousand devices sharing one HTTP connection, so they queue inside
+  Locust while the service answers in a millisecond): the generator, and not the service.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tests.test_experiment import run_fleetbed
+
+
+def bottleneck(out: Path) -> dict[str, object]:
+    summary = json.loads((out / "summary.json").read_text())
+    found: dict[str, object] = summary["bottleneck"]
+    return found
+
+
+def test_a_tiny_pool_is_named(tmp_path: Path) -> None:
+    args = ["experiment", "--devices", "600", "--step-devices", "200", "--step-seconds", "10s", "--duration", "30s",
+            "--interval", "1s", "--slo", "p95=5000, failures=0.2", "--no-prometheus",
+            "--out", str(tmp_path / "run")]  # fmt: skip
+    done = run_fleetbed(
+        args, tmp_path / "data", extra_env={"FLEETBED_POOL_MIN_SIZE": "1", "FLEETBED_POOL_MAX_SIZE": "1"}
+    )
+    assert (tmp_path / "run" / "summary.json").exists(), done.stderr
+    found = bottleneck(tmp_path / "run")
+    assert found["kind"] == "pool", found
+    assert "pool" in str(found["sentence"])
+
+
+def test_a_saturated_generator_is_named_instead_of_the_service(tmp_path: Path) -> None:
+    args = ["experiment", "--devices", "1000", "--devices-per-user", "1000", "--connections-per-user", "1",
+            "--duration", "20s", "--interval", "1s", "--no-prometheus", "--out", str(tmp_path / "run")]  # fmt: skip
+    done = run_fleetbed(args, tmp_path / "data")
+    assert done.returncode == 1, done.stderr  # the default SLO's schedule lag is broken
+    found = bottleneck(tmp_path / "run")
+    assert found["kind"] == "generator", found
+    assert str(found["sentence"]).startswith("The generator was the limit, not the service")
