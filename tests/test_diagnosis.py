@@ -1,14 +1,18 @@
 """Diagnosis accuracy: real experiments with a planted bottleneck, and the report must name it.
 
 - a tiny database pool (one connection per worker) under a ramp: the pool;
+- slow storage (a trigger sleeping 150 ms in every insert into measurement): commits;
 - a generator that is itself the limit (a thousand devices sharing one HTTP connection, so they queue inside
   Locust while the service answers in a millisecond): the generator, and not the service.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
+
+import asyncpg
 
 from tests.test_experiment import run_fleetbed
 
@@ -40,3 +44,24 @@ def test_a_saturated_generator_is_named_instead_of_the_service(tmp_path: Path) -
     found = bottleneck(tmp_path / "run")
     assert found["kind"] == "generator", found
     assert str(found["sentence"]).startswith("The generator was the limit, not the service")
+
+
+async def test_slow_commits_are_named(pg_url: str, tmp_path: Path) -> None:
+    # The injected delay: every insert statement into measurement (one per group-commit batch) sleeps 150 ms.
+    conn = await asyncpg.connect(pg_url)
+    try:
+        await conn.execute(
+            "CREATE FUNCTION slow_insert() RETURNS trigger LANGUAGE plpgsql AS "
+            "$$ BEGIN PERFORM pg_sleep(0.15); RETURN NULL; END $$;"
+            "CREATE TRIGGER slow_insert BEFORE INSERT ON measurement FOR EACH STATEMENT EXECUTE FUNCTION slow_insert()"
+        )
+    finally:
+        await conn.close()
+    args = ["experiment", "--devices", "300", "--step-devices", "150", "--step-seconds", "10s", "--duration", "20s",
+            "--interval", "1s", "--slo", "p95=5000, failures=0.2", "--no-prometheus",
+            "--out", str(tmp_path / "run")]  # fmt: skip
+    done = await asyncio.to_thread(run_fleetbed, args, tmp_path / "data", extra_env={"FLEETBED_DATABASE_URL": pg_url})
+    assert (tmp_path / "run" / "summary.json").exists(), done.stderr
+    found = bottleneck(tmp_path / "run")
+    assert found["kind"] == "commit", found
+    assert str(found["sentence"]).startswith("Commits slowed first")

@@ -20,6 +20,7 @@ POOL_WAITING = 0.5
 POOL_UTILISATION = 0.8
 POOL_ACQUIRE_MS = 5.0
 COMMIT_MS = 20.0
+COMMIT_SLOW_MS = 80.0  # slow whatever the first step saw: a batch commit this long is the storage's doing
 RISE_FACTOR = 3.0
 GC_FRACTION = 0.1
 LOOP_LAG_MS = 50.0
@@ -106,7 +107,8 @@ def diagnose(steps: list[StepFigures], knee_step: StepFigures | None, workers: i
             evidence,
             step.devices,
         )
-    if _rose(step.commit_ms, base.commit_ms, COMMIT_MS):
+    commit_slow = math.isfinite(step.commit_ms) and step.commit_ms >= COMMIT_SLOW_MS
+    if commit_slow or _rose(step.commit_ms, base.commit_ms, COMMIT_MS):
         return Diagnosis(
             "commit",
             f"Commits slowed first: {at} one batch took {step.commit_ms:.1f} ms to write and commit "
