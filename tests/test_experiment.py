@@ -6,8 +6,12 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
+import signal
+import socket
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -108,3 +112,32 @@ async def test_report_renders_in_chromium(experiment: Run) -> None:
     assert page.value["drawn"] == page.value["plots"]
     summary = json.loads((experiment.out / "summary.json").read_text())
     assert page.value["verdict"] == summary["bottleneck"]["sentence"]
+
+
+def test_ctrl_c_still_writes_the_report_and_stops_everything(tmp_path: Path) -> None:
+    env = {key: value for key, value in os.environ.items() if not key.startswith("FLEETBED_")}
+    env["FLEETBED_DATA_DIR"] = str(tmp_path / "data")
+    out, log = tmp_path / "run", tmp_path / "experiment.log"
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "app", "experiment", "--devices", "100", "--duration", "120s", "--interval", "1s",
+             "--no-prometheus", "--out", str(out)],
+            env=env, cwd=REPO, stdout=output, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while "devices |" not in log.read_text() and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.5)
+        time.sleep(8)  # a few seconds of load to report on
+        process.send_signal(signal.SIGINT)
+        assert process.wait(90) == 130, log.read_text()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    text = log.read_text()
+    assert json.loads((out / "experiment.json").read_text())["interrupted"] is True
+    assert "Interrupted before the end." in (out / "report.html").read_text()
+    service_port = int(re.search(r"service on http://127\.0\.0\.1:(\d+)", text)[1])  # type: ignore[index]
+    with socket.socket() as probe:
+        assert probe.connect_ex(("127.0.0.1", service_port)) != 0
