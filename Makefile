@@ -8,9 +8,10 @@ INSTALLED := $(VENV)/.installed
 
 .PHONY: run test lint typecheck pytest clean
 
-# The main job.
+# The main job: a short real experiment (embedded database, service, Prometheus when installed, a headless fleet),
+# its report in .fleetbed/runs/latest/report.html.
 run: $(INSTALLED)
-	$(BIN)/fleetbed serve
+	$(BIN)/fleetbed experiment --devices 200 --duration 60s --out .fleetbed/runs/latest
 
 # Everything CI checks: formatting, lint, types, the test suite.
 test: lint typecheck pytest

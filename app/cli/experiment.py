@@ -58,7 +58,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     duration = args.duration if args.duration is not None else (None if until_failure else 60.0)
     biggest = max(args.devices, args.step_devices or 0)
     per_user = args.devices_per_user or (1 if biggest <= 2000 else 50)
-    out = args.out or settings.data_dir / "runs" / time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    out = (args.out or settings.data_dir / "runs" / time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())).resolve()
     plan = ExperimentPlan(
         out=out,
         devices=args.devices,

@@ -27,7 +27,7 @@ body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1340px; 
 .verdict.ok { border-color: #2ca02c; background: #eaf7ea; }
 table { border-collapse: collapse; margin: 1em 0; } td, th { border: 1px solid #ccc; padding: .25em .6em; }
 td { text-align: right; } .fail { color: #d62728; font-weight: bold; }
-.plots { display: flex; flex-wrap: wrap; gap: 1em; }
+.plots { display: flex; flex-wrap: wrap; gap: 1em; } .steps { overflow-x: auto; }
 """
 
 
@@ -133,8 +133,9 @@ def render(
 Service workers: {escape(str(plan.get("workers", 1)))}. {interrupted}</p>
 <h2>Evidence</h2><ul>{evidence}</ul>
 <h2>Plots</h2><div class="plots">{"".join(plots)}</div>
-<h2>Steps</h2>
+<h2>Steps</h2><div class="steps">
 <table><thead><tr>{"".join(f"<th>{escape(c)}</th>" for c in columns)}</tr></thead><tbody>{"".join(rows)}</tbody></table>
+</div>
 <p>Latency percentiles come from Locust's 10-second windows, weighted by request rate; resources from the service's
 <code>/metrics</code> sampled every second. Raw data: the CSV files next to this report.</p>
 </body></html>

@@ -57,7 +57,7 @@ class ExperimentPlan:
 def locust_args(plan: ExperimentPlan, service_url: str, metrics_port: int) -> list[str]:
     args = [
         sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "-H", service_url,
-        "--csv", str(plan.out / "locust"), "--csv-full-history", "--only-summary",
+        "--csv", str(plan.out.resolve() / "locust"), "--csv-full-history", "--only-summary",
         "--prometheus-port", str(metrics_port), "--prometheus-host", "127.0.0.1",
         "--run-name", f"experiment {plan.out.name}", "--slo", plan.slo,
         "--device-interval", f"{plan.interval_s:g}", "--devices-per-user", str(plan.devices_per_user),
