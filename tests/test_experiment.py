@@ -141,3 +141,20 @@ def test_ctrl_c_still_writes_the_report_and_stops_everything(tmp_path: Path) -> 
     service_port = int(re.search(r"service on http://127\.0\.0\.1:(\d+)", text)[1])  # type: ignore[index]
     with socket.socket() as probe:
         assert probe.connect_ex(("127.0.0.1", service_port)) != 0
+
+
+@pytest.mark.parametrize(
+    ("slo", "code", "capacity"),
+    [("p95=3000, failures=0.2", 0, 200), ("p50=-1", 1, None)],
+    ids=["capacity-found", "no-step-meets-the-slo"],
+)
+def test_until_failure_exits_on_whether_a_capacity_was_found(
+    tmp_path: Path, slo: str, code: int, capacity: int | None
+) -> None:
+    # Capped at 200 devices: the ramp holds one step at the cap, then stops (an SLO that never fails ends too).
+    args = ["experiment", "--until-failure", "--devices", "200", "--step-devices", "100", "--step-seconds", "6s",
+            "--interval", "1s", "--slo", slo, "--no-prometheus", "--out", str(tmp_path / "run")]  # fmt: skip
+    done = run_fleetbed(args, tmp_path / "data")
+    assert done.returncode == code, done.stderr
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["capacity_devices"] == capacity

@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import argparse
+import math
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -12,6 +14,10 @@ from app.cli.export import parse_duration_s
 from app.experiment.analysis import parse_slo
 from app.experiment.report_html import DEFAULT_SLO
 from app.settings import Settings
+
+DEFAULT_DEVICES = 200
+DEFAULT_DURATION_S = 60.0
+DEFAULT_STEP_DEVICES = 100
 
 
 def slo_text(text: str) -> str:
@@ -31,10 +37,12 @@ def register(commands: Any) -> None:
         "Exit 0 when the SLO held (with --until-failure: when a capacity was found), 1 otherwise, 130 on Ctrl-C "
         "(the report of what ran is still written).",
     )
-    parser.add_argument("--devices", type=int, default=200, help="the fleet, or the cap of a ramp (default 200)")
+    parser.add_argument(
+        "--devices", type=int, help="the fleet (default 200), or the cap of a ramp (default: none for --until-failure)"
+    )
     parser.add_argument("--duration", type=parse_duration_s, default=None, help="e.g. 60s, 10m (default 60s)")
     parser.add_argument("--until-failure", action="store_true", help="ramp until the SLO breaks (capacity search)")
-    parser.add_argument("--step-devices", type=int, help="ramp: devices added per step")
+    parser.add_argument("--step-devices", type=int, help="ramp: devices added per step (--until-failure: 100)")
     parser.add_argument("--step-seconds", type=parse_duration_s, default=60.0, help="ramp: step length (default 60s)")
     parser.add_argument("--slo", type=slo_text, default=DEFAULT_SLO, help=f"objectives (default '{DEFAULT_SLO}')")
     parser.add_argument("--workers", type=int, default=1, help="service worker processes (default 1)")
@@ -51,20 +59,27 @@ def register(commands: Any) -> None:
 def run(settings: Settings, args: argparse.Namespace) -> int:
     from app.experiment.runner import ExperimentPlan, run_experiment
 
-    if args.devices < 0 or args.workers < 1:
-        print("fleetbed experiment: --devices must be >= 0 and --workers >= 1")
-        return 2
     until_failure = bool(args.until_failure)
-    duration = args.duration if args.duration is not None else (None if until_failure else 60.0)
-    biggest = max(args.devices, args.step_devices or 0)
+    devices = args.devices if args.devices is not None else (0 if until_failure else DEFAULT_DEVICES)
+    step_devices = args.step_devices or (DEFAULT_STEP_DEVICES if until_failure else None)
+    if devices < 0 or args.workers < 1 or (step_devices is not None and step_devices < 1):
+        print("fleetbed experiment: --devices must be >= 0, --step-devices and --workers >= 1", file=sys.stderr)
+        return 2
+    duration = args.duration
+    if duration is None and not until_failure:
+        duration = DEFAULT_DURATION_S
+    elif duration is None and devices and step_devices:
+        # A capped ramp until failure that never fails would hold the cap forever: one step at the cap, then stop.
+        duration = (math.ceil(devices / step_devices) + 1) * args.step_seconds
+    biggest = max(devices, step_devices or 0)
     per_user = args.devices_per_user or (1 if biggest <= 2000 else 50)
     out = (args.out or settings.data_dir / "runs" / time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())).resolve()
     plan = ExperimentPlan(
         out=out,
-        devices=args.devices,
+        devices=devices,
         duration_s=duration,
         until_failure=until_failure,
-        step_devices=args.step_devices,
+        step_devices=step_devices,
         step_seconds=args.step_seconds,
         slo=args.slo,
         workers=args.workers,
