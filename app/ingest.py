@@ -13,14 +13,17 @@ once instead of growing memory.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import time
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Any
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 
 from app.db import DATABASE_UNAVAILABLE, TOTALS_SHARDS
 from app.db.measurements import BatchOutcome, StoreResult, store_batch
@@ -64,6 +67,7 @@ class BatchWriter:
         self._shards = [(os.getpid() * writers + n) % TOTALS_SHARDS for n in range(writers)]
         self._tasks: list[asyncio.Task[None]] = []
         self._writing: list[list[PendingRequest]] = [[] for _ in range(writers)]
+        self._connections: list[PoolConnectionProxy[Any] | None] = [None] * writers
         self._expiry: asyncio.Task[None] | None = None
         self._closing = False
 
@@ -122,6 +126,8 @@ class BatchWriter:
         if self._expiry is not None:
             self._expiry.cancel()
             await asyncio.gather(self._expiry, return_exceptions=True)
+        for lane in range(len(self._connections)):
+            await self._drop_connection(lane)
 
     def _take_batch(self, lane: int) -> list[PendingRequest]:
         queue = self._queues[lane]
@@ -152,19 +158,20 @@ class BatchWriter:
                 continue
             self._writing[lane] = batch
             try:
-                await self._write(batch, self._shards[lane])
+                await self._write(batch, lane)
             except Exception as exc:  # the writer must outlive any one batch, and answer every request in it
                 log.exception("ingest writer %d failed a batch", lane)
                 self._fail(batch, exc)
             finally:
                 self._writing[lane] = []
 
-    async def _write(self, batch: list[PendingRequest], shard: int) -> None:
+    async def _write(self, batch: list[PendingRequest], lane: int) -> None:
+        shard = self._shards[lane]
         device_ids = [r.device_id for r in batch for _ in r.readings]
         readings = [reading for r in batch for reading in r.readings]
         started = time.perf_counter()
         try:
-            outcome = await self._store_with_retry(device_ids, readings, shard)
+            outcome = await self._store_with_retry(lane, device_ids, readings, shard)
         except DATABASE_UNAVAILABLE as exc:
             log.warning("database unavailable for a batch of %d readings: %r", len(readings), exc)
             self._fail(batch, Unavailable("the database is unavailable; retry after the delay in Retry-After", 1))
@@ -175,23 +182,51 @@ class BatchWriter:
             # Something in the batch the database refuses: write each request alone, so only it fails.
             log.warning("a batch of %d requests failed; writing them one by one", len(batch))
             for request in batch:
-                await self._write([request], shard)
+                await self._write([request], lane)
             return
         self.metrics.ingest_commit_duration.observe(time.perf_counter() - started)
         self.metrics.ingest_batch_size.observe(len(readings))
         self.metrics.readings_stored.inc(outcome.inserted)
         self._answer(batch, outcome)
 
-    async def _store_with_retry(self, device_ids: list[uuid.UUID], readings: list[Reading], shard: int) -> BatchOutcome:
+    async def _store_with_retry(
+        self, lane: int, device_ids: list[uuid.UUID], readings: list[Reading], shard: int
+    ) -> BatchOutcome:
         for attempt in range(3):
+            conn = await self._connection(lane)
             try:
-                async with self.pool.acquire(timeout=self.max_wait_s) as conn:
-                    return await store_batch(conn, device_ids, readings, shard)
+                return await store_batch(conn, device_ids, readings, shard)
             except RETRYABLE:
                 if attempt == 2:
                     raise
                 await asyncio.sleep(0.01 * (attempt + 1))
+            except BaseException:
+                await self._drop_connection(lane)  # broken or in an unknown state: take a fresh one next time
+                raise
         raise AssertionError("unreachable")
+
+    async def _connection(self, lane: int) -> PoolConnectionProxy[Any]:
+        """The lane's own connection, kept between batches (no acquire and reset per batch)."""
+        conn = self._connections[lane]
+        if conn is not None and not self._usable(conn):
+            conn = self._connections[lane] = None
+        if conn is None:
+            conn = self._connections[lane] = await self.pool.acquire(timeout=self.max_wait_s)
+        return conn
+
+    @staticmethod
+    def _usable(conn: PoolConnectionProxy[Any]) -> bool:
+        # The pool takes back a connection that broke (e.g. the database restarted): the proxy then refuses use.
+        try:
+            return not conn.is_closed()
+        except asyncpg.InterfaceError:
+            return False
+
+    async def _drop_connection(self, lane: int) -> None:
+        conn, self._connections[lane] = self._connections[lane], None
+        if conn is not None and self._usable(conn):
+            with contextlib.suppress(Exception):
+                await self.pool.release(conn, timeout=1)
 
     @staticmethod
     def _answer(batch: list[PendingRequest], outcome: BatchOutcome) -> None:

@@ -99,7 +99,7 @@ def process(command: list[str], ready_url: str, env: dict[str, str] | None = Non
 
 
 def service(
-    url: str, port: int, workers: int = 1, pinned: bool = True
+    url: str, port: int, workers: int = 1, pinned: bool = True, **extra_env: str
 ) -> subprocess.AbstractContextManager[subprocess.Popen[bytes]]:
     env = {
         "FLEETBED_DATABASE_URL": url,
@@ -107,6 +107,7 @@ def service(
         "FLEETBED_SECRET": SECRET.decode(),
         "FLEETBED_OPERATOR_TOKEN": OPERATOR_TOKEN,
         "FLEETBED_PORT": str(port),
+        **extra_env,
     }
     command = [sys.executable, "-m", "app", "serve", "--no-migrate", "--workers", str(workers)]
     if pinned:

@@ -1,13 +1,15 @@
 """Storing readings: all-or-nothing, idempotent per (device, time), with state, rollup and totals kept in step.
 
-A batch (readings of one or many devices) is one transaction of two statements:
+A batch (readings of one or many devices) is one statement that inserts the readings (`INSERT ... SELECT FROM
+unnest(...) ON CONFLICT DO NOTHING`), and from the rows actually inserted updates `device_state` (newest by
+time wins: late batches of older readings never overwrite it), the hourly rollup `water_temp_hourly`, and
+`fleet_totals` by the change in each device's latest state. It answers how many rows were new and which input
+positions were duplicates.
 
-1. lock the batch's device rows (`FOR NO KEY UPDATE`, in id order), so no other writer, in this process or
-   another, changes those devices' state until we commit;
-2. one statement that inserts the readings (`INSERT ... SELECT FROM unnest(...) ON CONFLICT DO NOTHING`), and
-   from the rows actually inserted updates `device_state` (newest by time wins: late batches of older readings
-   never overwrite it), the hourly rollup `water_temp_hourly`, and `fleet_totals` by the change in each device's
-   latest state. It answers how many rows were new and which input positions were duplicates.
+The change of state comes from the upsert's `RETURNING old.*` on PostgreSQL 18: exact against concurrent
+writers, in one autocommitted statement. Older servers cannot return the old row, so the statement looks it up
+first, inside a transaction that has locked the batch's device rows (`FOR NO KEY UPDATE`, in id order) so no
+other writer, in this process or another, changes those devices' state until the commit.
 
 Rows are written in key order so concurrent batches take their row locks in the same order.
 """
@@ -161,10 +163,15 @@ async def store_batch(
 
     `shard` picks the rollup and totals rows this writer updates; concurrent writers should use different ones.
     """
-    async with conn.transaction():
-        await conn.execute(LOCK_DEVICES, list(dict.fromkeys(device_ids)))
-        statement = insert_statement(conn.get_server_version().major)
-        row = await conn.fetchrow(statement, *reading_columns(device_ids, readings), shard, len(readings))
+    arguments = (*reading_columns(device_ids, readings), shard, len(readings))
+    if conn.get_server_version().major >= 18:
+        # One statement is its own transaction, and the upsert returns the very row version it replaced, so
+        # the totals stay exact against concurrent writers without locking anything first.
+        row = await conn.fetchrow(INSERT_READINGS_RETURNING_OLD, *arguments)
+    else:
+        async with conn.transaction():
+            await conn.execute(LOCK_DEVICES, list(dict.fromkeys(device_ids)))
+            row = await conn.fetchrow(INSERT_READINGS_WITH_LOOKUP, *arguments)
     assert row is not None
     positions = row["duplicate_positions"] or []
     return BatchOutcome(inserted=row["n"], duplicate_positions=frozenset(p - 1 for p in positions))
