@@ -38,9 +38,13 @@ def run_wrk(url: str, script: Path | None, seconds: int = 10, connections: int =
     return WrkResult(rps, p50, p99, int(non_2xx[1]) if non_2xx else 0)
 
 
+def lua_list(tokens: list[str]) -> str:
+    return ",\n".join(f'"{token}"' for token in tokens)
+
+
 def get_script(path: Path, tokens: list[str]) -> Path:
     """GET /command, cycling through device tokens."""
-    listed = ",\n".join(f'"{t}"' for t in tokens)
+    listed = lua_list(tokens)
     path.write_text(
         f"""
 local tokens = {{
@@ -58,7 +62,7 @@ end
 
 def post_script(path: Path, tokens: list[str], start_epoch: int) -> Path:
     """POST /measurement: device n % len(tokens), each device's time one second later per round: no duplicates."""
-    listed = ",\n".join(f'"{t}"' for t in tokens)
+    listed = lua_list(tokens)
     path.write_text(
         f"""
 local tokens = {{

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -35,6 +36,19 @@ class FleetStats:
     total_water_volume: int
     hourly: list[HourlyTemperature]
     as_of: datetime
+
+    @classmethod
+    def from_totals(cls, totals: Mapping[str, Any], hourly: list[HourlyTemperature]) -> FleetStats:
+        """From a row with the totals' columns (and `as_of`), and the hourly series."""
+        return cls(
+            measurements=totals["measurements"],
+            devices=totals["devices"],
+            reporting_devices=totals["reporting_devices"],
+            total_battery_charge=totals["total_battery_charge"],
+            total_water_volume=totals["total_water_volume"],
+            hourly=hourly,
+            as_of=totals["as_of"],
+        )
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -86,15 +100,7 @@ async def fleet_stats(conn: Connection, hours: int) -> FleetStats:
             hours,
         )
     hourly = [hourly_from_sums(r["hour"], r["readings"], r["total"], r["total_sq"]) for r in rows]
-    return FleetStats(
-        measurements=totals["measurements"],
-        devices=totals["devices"],
-        reporting_devices=totals["reporting_devices"],
-        total_battery_charge=totals["total_battery_charge"],
-        total_water_volume=totals["total_water_volume"],
-        hourly=hourly,
-        as_of=totals["as_of"],
-    )
+    return FleetStats.from_totals(totals, hourly)
 
 
 async def fleet_stats_by_full_scan(conn: Connection, hours: int) -> FleetStats:
@@ -124,12 +130,4 @@ async def fleet_stats_by_full_scan(conn: Connection, hours: int) -> FleetStats:
             hours,
         )
     hourly = [HourlyTemperature(r["hour"], r["readings"], r["mean"], r["stddev"]) for r in reversed(rows)]
-    return FleetStats(
-        measurements=totals["measurements"],
-        devices=totals["devices"],
-        reporting_devices=totals["reporting_devices"],
-        total_battery_charge=totals["total_battery_charge"],
-        total_water_volume=totals["total_water_volume"],
-        hourly=hourly,
-        as_of=totals["as_of"],
-    )
+    return FleetStats.from_totals(totals, hourly)
