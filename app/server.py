@@ -20,6 +20,7 @@ from app.metrics import ServiceMetrics
 from app.middleware import error_middleware, metrics_middleware
 from app.observability import service_observers
 from app.openapi import openapi_document
+from app.planted_load import cpu_heavy_middleware
 from app.responses import json_response
 from app.settings import Settings
 from app.tokens import TokenVerifier
@@ -85,6 +86,8 @@ def create_app(settings: Settings) -> web.Application:
         client_max_size=settings.max_body_bytes,
         middlewares=[metrics_middleware(metrics), error_middleware(settings.max_body_bytes)],
     )
+    if settings.test_handler_cpu_ms > 0:  # a planted CPU-heavy handler, for the diagnosis tests only
+        app.middlewares.append(cpu_heavy_middleware(settings.test_handler_cpu_ms))
     app[SETTINGS] = settings
     app[METRICS] = metrics
     app[MIGRATIONS] = load_migrations()

@@ -41,6 +41,7 @@ class Settings:
     ingest_wait_s: float = 10.0
     body_timeout_s: float = 10.0
     keepalive_timeout_s: float = 75.0
+    test_handler_cpu_ms: float = 0.0  # tests only: CPU spun per request (app/planted_load.py)
 
     def __post_init__(self) -> None:
         if len(self.secret) < 32:
@@ -100,6 +101,7 @@ class Settings:
             "ingest_wait_s": _float(env, "FLEETBED_INGEST_WAIT_S", 10.0),
             "body_timeout_s": _float(env, "FLEETBED_BODY_TIMEOUT_S", 10.0),
             "keepalive_timeout_s": _float(env, "FLEETBED_KEEPALIVE_TIMEOUT_S", 75.0),
+            "test_handler_cpu_ms": _float(env, "FLEETBED_TEST_HANDLER_CPU_MS", 0.0),
         }
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]

@@ -1,6 +1,7 @@
 """Diagnosis accuracy: real experiments with a planted bottleneck, and the report must name it.
 
 - a tiny database pool (one connection per worker) under a ramp: the pool;
+- a CPU-heavy handler (2 ms of CPU per request, a test-only setting): service CPU;
 - slow storage (a trigger sleeping 150 ms in every insert into measurement): commits;
 - a generator that is itself the limit (a thousand devices sharing one HTTP connection, so they queue inside
   Locust while the service answers in a millisecond): the generator, and not the service.
@@ -65,3 +66,15 @@ async def test_slow_commits_are_named(pg_url: str, tmp_path: Path) -> None:
     found = bottleneck(tmp_path / "run")
     assert found["kind"] == "commit", found
     assert str(found["sentence"]).startswith("Commits slowed first")
+
+
+def test_a_cpu_heavy_handler_is_named(tmp_path: Path) -> None:
+    # 2 ms of CPU per request (the test-only FLEETBED_TEST_HANDLER_CPU_MS): one worker's core is full near 500 req/s.
+    args = ["experiment", "--devices", "300", "--step-devices", "100", "--step-seconds", "10s", "--duration", "30s",
+            "--interval", "1s", "--slo", "p95=5000, failures=0.2", "--no-prometheus",
+            "--out", str(tmp_path / "run")]  # fmt: skip
+    done = run_fleetbed(args, tmp_path / "data", extra_env={"FLEETBED_TEST_HANDLER_CPU_MS": "2"})
+    assert (tmp_path / "run" / "summary.json").exists(), done.stderr
+    found = bottleneck(tmp_path / "run")
+    assert found["kind"] == "service-cpu", found
+    assert str(found["sentence"]).startswith("Service CPU saturated first")

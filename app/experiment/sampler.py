@@ -37,7 +37,11 @@ COLUMNS = ["timestamp", *SERVICE_SAMPLES, "generator_cpu_seconds"]
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def read_service_metrics(url: str, timeout_s: float = 2.0) -> dict[str, float]:
+# A saturated service answers its scrape late, and that is exactly when the evidence matters: wait for it.
+SCRAPE_TIMEOUT_S = 10.0
+
+
+def read_service_metrics(url: str, timeout_s: float = SCRAPE_TIMEOUT_S) -> dict[str, float]:
     with urllib.request.urlopen(url, timeout=timeout_s) as response:  # noqa: S310 (the run's own http URL)
         text = response.read().decode()
     wanted = {sample: column for column, sample in SERVICE_SAMPLES.items()}
@@ -78,7 +82,7 @@ class ResourceSampler:
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(10)
+        self._thread.join(SCRAPE_TIMEOUT_S + 5)
 
     def _run(self) -> None:
         with self.path.open("w", newline="") as out:
@@ -98,7 +102,7 @@ class ResourceSampler:
             row = read_service_metrics(self.metrics_url)
         except (OSError, ValueError):
             return None  # the service is starting or stopping: no row rather than zeros
-        row["timestamp"] = time.time()
+        row["timestamp"] = time.time()  # when the answer came: the counters are at least this recent
         generator = process_cpu_seconds(self.generator_pid) if self.generator_pid else None
         row["generator_cpu_seconds"] = generator if generator is not None else float("nan")
         return row
