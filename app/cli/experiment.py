@@ -57,6 +57,7 @@ def register(commands: Any) -> None:
 
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
+    from app.experiment.processes import StartError
     from app.experiment.runner import ExperimentPlan, run_experiment
 
     until_failure = bool(args.until_failure)
@@ -88,4 +89,8 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         interval_s=args.interval,
         prometheus=not args.no_prometheus,
     )
-    return run_experiment(settings, plan)
+    try:
+        return run_experiment(settings, plan)
+    except StartError as exc:
+        print(f"fleetbed experiment: {exc}", file=sys.stderr)
+        return 2

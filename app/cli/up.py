@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 from app.settings import Settings
@@ -26,6 +27,11 @@ def register(commands: Any) -> None:
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
     from app.experiment.interactive import UpPorts, run_up
+    from app.experiment.processes import StartError
 
     ports = UpPorts(args.port or settings.port, args.web_port, args.locust_metrics_port, args.prometheus_port)
-    return run_up(settings, ports, args.workers or settings.workers, settings.data_dir / "up")
+    try:
+        return run_up(settings, ports, args.workers or settings.workers, settings.data_dir / "up")
+    except StartError as exc:
+        print(f"fleetbed up: {exc}", file=sys.stderr)
+        return 2
