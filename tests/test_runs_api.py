@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 
 from aiohttp.test_utils import TestClient
@@ -10,6 +11,7 @@ from tests.conftest import OPERATOR_TOKEN
 from tests.support.devices import login
 
 OPERATOR = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
+OPERATOR_JSON = {**OPERATOR, "Content-Type": "application/json"}
 
 
 async def test_a_run_is_registered_snapshotted_and_finished(pg_client: TestClient) -> None:
@@ -58,3 +60,10 @@ async def test_bad_run_requests_are_explained(pg_client: TestClient) -> None:
     assert response.status == 422
     response = await pg_client.post(f"/runs/{run['id']}/finish", json={"status": "running"}, headers=OPERATOR)
     assert response.status == 422
+    for bad in ({"summary": None}, {"status": {}}):
+        response = await pg_client.post(f"/runs/{run['id']}/finish", json=bad, headers=OPERATOR)
+        assert response.status == 422
+    for document in (False, None):
+        response = await pg_client.post(f"/runs/{run['id']}/finish", data=json.dumps(document), headers=OPERATOR_JSON)
+        assert response.status == 400
+    assert (await pg_client.post("/runs", json={"name": "n", "config": None}, headers=OPERATOR)).status == 422

@@ -33,8 +33,10 @@ def path_run_id(request: web.Request) -> uuid.UUID:
 
 
 def _object_field(body: dict[str, Any], name: str, problems: list[FieldProblem]) -> dict[str, Any] | None:
-    value = body.get(name)
-    if value is not None and not isinstance(value, dict):
+    if name not in body:
+        return None
+    value = body[name]
+    if not isinstance(value, dict):
         problems.append(FieldProblem(name, "must be a JSON object"))
         return None
     return value
@@ -83,11 +85,13 @@ async def post_snapshot(request: web.Request) -> web.Response:
 async def post_finish(request: web.Request) -> web.Response:
     require_operator(request, request.app[SETTINGS])
     run_id = path_run_id(request)
-    body = require_object(await read_json(request, allow_empty=True) or {}, "a run result")
+    # An empty body finishes with the defaults; a JSON null is not an empty body.
+    empty = not (await request.read()).strip()
+    body = {} if empty else require_object(await read_json(request), "a run result")
     reject_unknown(body, frozenset({"status", "summary"}))
     problems: list[FieldProblem] = []
     status = body.get("status", "finished")
-    if status not in FINISHED_STATUSES:
+    if not isinstance(status, str) or status not in FINISHED_STATUSES:
         problems.append(FieldProblem("status", f"must be one of {', '.join(sorted(FINISHED_STATUSES))}"))
     summary = _object_field(body, "summary", problems)
     if problems:
