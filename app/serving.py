@@ -19,6 +19,7 @@ from types import FrameType
 from aiohttp import web
 
 from app.keys import METRICS
+from app.log_filters import quiet_client_protocol_errors
 from app.server import create_app
 from app.settings import Settings
 from app.worker_metrics import WorkerSlot, serve_worker_metrics
@@ -41,6 +42,7 @@ def use_uvloop() -> bool:
 def run_worker(settings: Settings, slot: WorkerSlot | None = None) -> None:
     """Serve in this process until SIGINT/SIGTERM; aiohttp stops accepting, finishes requests, runs cleanups."""
     use_uvloop()
+    quiet_client_protocol_errors()
     app = create_app(settings)
     if slot is not None:
         serve_worker_metrics(app, app[METRICS].registry, slot)
