@@ -18,6 +18,7 @@ GENERATOR_CPU_SATURATED = 0.85  # of one core: Locust runs one process
 SERVICE_CPU_SATURATED = 0.8  # of one core per worker
 POOL_WAITING = 0.5
 POOL_UTILISATION = 0.8
+POOL_SOME_WAITING = 0.05
 POOL_ACQUIRE_MS = 5.0
 COMMIT_MS = 20.0
 COMMIT_SLOW_MS = 80.0  # slow whatever the first step saw: a batch commit this long is the storage's doing
@@ -93,7 +94,13 @@ def diagnose(steps: list[StepFigures], knee_step: StepFigures | None, workers: i
             evidence,
             step.devices,
         )
-    pool_full = math.isfinite(step.pool_utilisation) and step.pool_utilisation >= POOL_UTILISATION
+    # Ingest writers keep their connections, so a small pool looks busy while nobody waits: full means both.
+    pool_full = (
+        math.isfinite(step.pool_utilisation)
+        and step.pool_utilisation >= POOL_UTILISATION
+        and math.isfinite(step.pool_waiting)
+        and step.pool_waiting >= POOL_SOME_WAITING
+    )
     if (
         pool_full
         or (math.isfinite(step.pool_waiting) and step.pool_waiting >= POOL_WAITING)
