@@ -33,6 +33,7 @@ from app.validation import Reading
 
 log = logging.getLogger(__name__)
 
+UNAVAILABLE_WARNING_INTERVAL_S = 5.0
 # Errors after which a batch is worth one more try: the database chose it as a victim, not our data.
 RETRYABLE = (asyncpg.DeadlockDetectedError, asyncpg.SerializationError)
 
@@ -68,6 +69,8 @@ class BatchWriter:
         self._tasks: list[asyncio.Task[None]] = []
         self._writing: list[list[PendingRequest]] = [[] for _ in range(writers)]
         self._connections: list[PoolConnectionProxy[Any] | None] = [None] * writers
+        self._last_unavailable_warning = -UNAVAILABLE_WARNING_INTERVAL_S
+        self._unavailable_batches = 0
         self._expiry: asyncio.Task[None] | None = None
         self._closing = False
 
@@ -173,7 +176,7 @@ class BatchWriter:
         try:
             outcome = await self._store_with_retry(lane, device_ids, readings, shard)
         except DATABASE_UNAVAILABLE as exc:
-            log.warning("database unavailable for a batch of %d readings: %r", len(readings), exc)
+            self._warn_unavailable(len(readings), exc)
             self._fail(batch, Unavailable("the database is unavailable; retry after the delay in Retry-After", 1))
             return
         except asyncpg.PostgresError:
@@ -188,6 +191,19 @@ class BatchWriter:
         self.metrics.ingest_batch_size.observe(len(readings))
         self.metrics.readings_stored.inc(outcome.inserted)
         self._answer(batch, outcome)
+
+    def _warn_unavailable(self, readings: int, error: BaseException) -> None:
+        """One warning per few seconds while the database is away, not one per batch."""
+        self._unavailable_batches += 1
+        now = time.monotonic()
+        if now - self._last_unavailable_warning < UNAVAILABLE_WARNING_INTERVAL_S:
+            return
+        log.warning(
+            "database unavailable: %d batch(es) answered 503 since the last warning (latest %d readings): %r",
+            self._unavailable_batches, readings, error,
+        )  # fmt: skip
+        self._last_unavailable_warning = now
+        self._unavailable_batches = 0
 
     async def _store_with_retry(
         self, lane: int, device_ids: list[uuid.UUID], readings: list[Reading], shard: int

@@ -16,7 +16,7 @@ import psutil
 import pytest
 
 from tests.support.db import scalar
-from tests.support.processes import fleetbed_command, free_port, running_fleetbed
+from tests.support.processes import fleetbed_command, free_port, read_output, running_fleetbed
 
 
 def request(url: str, method: str = "GET", body: object = None, token: str | None = None) -> tuple[int, object]:
@@ -78,7 +78,8 @@ def test_serve_with_no_configuration_uses_the_embedded_database(data_dir: Path) 
         assert stats["measurements"] == 1
 
         process.send_signal(signal.SIGTERM)
-        output, _ = process.communicate(timeout=60)
+        process.wait(60)
+        output = read_output(process)
         assert process.returncode == 0, output
     assert "fleetbed is serving on" in output
     assert operator_token not in output, "secrets are never printed or logged"
@@ -104,7 +105,8 @@ async def test_two_workers_share_one_port(pg_url: str, data_dir: Path) -> None:
         assert len({t["device_id"] for t in tokens if isinstance(t, dict)}) == 20
         assert wait_for_listeners(process.pid, port) == 2, "two worker processes listen on the same port"
         process.send_signal(signal.SIGTERM)
-        output, _ = process.communicate(timeout=60)
+        process.wait(60)
+        output = read_output(process)
         assert process.returncode == 0, output
     assert await scalar(pg_url, "SELECT count(*) FROM device") == 20
 

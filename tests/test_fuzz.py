@@ -14,7 +14,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from tests.support.processes import free_port, running_fleetbed
+from tests.support.processes import free_port, read_output, running_fleetbed
 from tests.support.requirements import missing
 
 pytestmark = pytest.mark.slow
@@ -60,7 +60,8 @@ def test_the_api_survives_fuzzing_from_its_own_schema(pg_url: str) -> None:
         as_device = fuzz(cli, base, device_token, ["--include-path-regex", DEVICE_OPERATIONS])
         as_operator = fuzz(cli, base, OPERATOR_TOKEN, ["--exclude-path-regex", r"^/(command|measurement)$"])
         service.terminate()
-        log, _ = service.communicate(timeout=60)
+        service.wait(60)
+        log = read_output(service)
     for run in (as_device, as_operator):
         summary = run.stdout[-3000:]
         assert run.returncode == 0, summary

@@ -13,7 +13,7 @@ import aiohttp
 
 from tests.support.db import fetch
 from tests.support.devices import BASE_TIME, reading
-from tests.support.processes import free_port, running_fleetbed
+from tests.support.processes import free_port, read_output, running_fleetbed
 
 DEVICES = 30
 
@@ -55,8 +55,7 @@ async def test_sigterm_under_load_loses_no_acknowledged_reading(pg_url: str) -> 
             stopped_in = time.monotonic() - signalled
             stop.set()
             await asyncio.gather(*loops)
-        assert process.stdout is not None
-        output = process.stdout.read()
+        output = read_output(process)
     assert returncode == 0, output
     assert stopped_in < 30
     assert in_flight_when_signalled > 100, "the service was under load when it got SIGTERM"

@@ -1,4 +1,8 @@
-"""Running `fleetbed` as a user would: a real process, a free port, waiting until it answers."""
+"""Running `fleetbed` as a user would: a real process, a free port, waiting until it answers.
+
+Its output goes to a file, never a pipe: a pipe nobody reads fills up during a long test, and the service
+then blocks on its next log line, which looks exactly like a wedged service. `read_output(process)` reads it.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -26,13 +31,20 @@ def fleetbed_command() -> list[str]:
     return [script] if script else [sys.executable, "-m", "app"]
 
 
+_OUTPUT_FILES: dict[int, Path] = {}
+
+
+def read_output(process: subprocess.Popen[str]) -> str:
+    """Everything the process printed so far (stdout and stderr)."""
+    path = _OUTPUT_FILES.get(process.pid)
+    return path.read_text(errors="replace") if path is not None and path.exists() else ""
+
+
 def wait_until_ready(url: str, process: subprocess.Popen[str], timeout_s: float = 60.0) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise AssertionError(
-                f"fleetbed exited with {process.returncode}: {process.stdout.read() if process.stdout else ''}"
-            )
+            raise AssertionError(f"fleetbed exited with {process.returncode}: {read_output(process)[-4000:]}")
         try:
             with urllib.request.urlopen(url, timeout=2) as response:
                 if response.status == 200:
@@ -45,13 +57,16 @@ def wait_until_ready(url: str, process: subprocess.Popen[str], timeout_s: float 
 
 @contextmanager
 def running_fleetbed(args: list[str], env: dict[str, str], port: int) -> Iterator[subprocess.Popen[str]]:
-    process = subprocess.Popen(
-        [*fleetbed_command(), *args],
-        env={**os.environ, **env},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    output_path = Path(tempfile.mkstemp(prefix="fleetbed-output-", suffix=".log")[1])
+    with output_path.open("w") as output:
+        process = subprocess.Popen(
+            [*fleetbed_command(), *args],
+            env={**os.environ, **env},
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+    _OUTPUT_FILES[process.pid] = output_path
     try:
         try:
             wait_until_ready(f"http://127.0.0.1:{port}/readyz", process)
@@ -59,11 +74,10 @@ def running_fleetbed(args: list[str], env: dict[str, str], port: int) -> Iterato
         except AssertionError as failure:
             if process.poll() is None:
                 process.kill()
-            output = process.stdout.read() if process.stdout else ""
-            raise AssertionError(f"{failure}\n--- fleetbed output (tail) ---\n{output[-4000:]}") from None
+                process.wait()
+            tail = read_output(process)[-4000:]
+            raise AssertionError(f"{failure}\n--- fleetbed output (tail) ---\n{tail}") from None
     finally:
         if process.poll() is None:
             process.kill()
             process.wait()
-        if process.stdout is not None:
-            process.stdout.close()
