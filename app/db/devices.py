@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import asyncpg
+import orjson
 
 from app.db import TOTALS_SHARDS
 
@@ -20,6 +22,11 @@ class Command:
 
     def as_json(self) -> dict[str, Any]:
         return {"charge": self.charge, "fill": self.fill, "flush": self.flush, "interval_s": self.interval_s}
+
+    @cached_property
+    def encoded(self) -> bytes:
+        """The JSON body, encoded once: a standing command is answered many times."""
+        return orjson.dumps(self.as_json())
 
 
 async def register_device(pool: asyncpg.Pool, device_id: uuid.UUID, metadata: dict[str, Any] | None) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import uuid
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 from aiohttp import web
@@ -14,7 +15,7 @@ from app.db.devices import Command, pending_command, register_device
 from app.errors import FieldProblem, Forbidden, InvalidFields, Unauthorized
 from app.keys import COMMANDS, INGEST, METRICS, POOL, SETTINGS
 from app.request_body import read_json
-from app.responses import json_response
+from app.responses import encoded_json_response, json_response
 from app.settings import Settings
 from app.tokens import issue_device_token, tokens_equal
 from app.validation import parse_measurements, parse_uuid, reject_unknown, require_object
@@ -26,7 +27,12 @@ MAX_METADATA_TEXT_CHARS = 256
 
 
 def default_command(settings: Settings) -> Command:
-    return Command(charge=False, fill=False, flush=None, interval_s=settings.default_interval_s)
+    return _fleet_default(settings.default_interval_s)
+
+
+@lru_cache(maxsize=8)
+def _fleet_default(interval_s: int) -> Command:
+    return Command(charge=False, fill=False, flush=None, interval_s=interval_s)
 
 
 def parse_metadata(value: object) -> dict[str, Any]:
@@ -93,7 +99,7 @@ async def get_command(request: web.Request) -> web.Response:
         read_generation = cache.generation
         command = await pending_command(request.app[POOL], device_id)
         cache.store(device_id, command, read_generation)
-    return json_response((command or default_command(settings)).as_json())
+    return encoded_json_response((command or default_command(settings)).encoded)
 
 
 async def post_measurement(request: web.Request) -> web.Response:
