@@ -10,6 +10,8 @@ from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
+from app.request_metrics import RequestMetrics
+
 # Request latencies from sub-millisecond (cached reads) to the 30 s a device waits before giving up.
 LATENCY_BUCKETS_S = (
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
@@ -25,19 +27,8 @@ class ServiceMetrics:
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)
         GCCollector(registry=self.registry)
-        self.requests = Counter(
-            "fleetbed_http_requests_total",
-            "HTTP requests answered, by method, route template and status code.",
-            ["method", "route", "status"],
-            registry=self.registry,
-        )
-        self.request_duration = Histogram(
-            "fleetbed_http_request_duration_seconds",
-            "Time from request received to response ready, by method and route template.",
-            ["method", "route"],
-            buckets=LATENCY_BUCKETS_S,
-            registry=self.registry,
-        )
+        self.requests = RequestMetrics(LATENCY_BUCKETS_S)
+        self.registry.register(self.requests)
         self.readings_received = Counter(
             "fleetbed_readings_received_total",
             "Valid readings received in POST /measurement (duplicates included).",

@@ -1,4 +1,4 @@
-"""Middlewares: the JSON error contract, and request metrics.
+"""The request boundary: the JSON error contract, and request metrics.
 
 Every failure leaves as `{"error": code, "message": ...}`. Domain errors map to their status, aiohttp's
 HTTP errors (unknown route, wrong method, body too large) to theirs, a lost database to 503 with Retry-After.
@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any
 
 import asyncpg
 from aiohttp import web
@@ -19,6 +18,7 @@ from aiohttp.typedefs import Handler, Middleware
 from app.db import DATABASE_UNAVAILABLE
 from app.errors import FleetbedError, Unavailable
 from app.metrics import ServiceMetrics
+from app.request_metrics import RequestMetrics
 from app.responses import json_response
 
 log = logging.getLogger(__name__)
@@ -41,35 +41,24 @@ def http_error_response(exc: web.HTTPException, max_body_bytes: int) -> web.Resp
     )
 
 
-def error_middleware(max_body_bytes: int) -> Middleware:
-    @web.middleware
-    async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-        try:
-            return await handler(request)
-        except FleetbedError as exc:
-            return json_response(exc.body(), status=exc.status, headers=exc.headers())
-        except web.HTTPException as exc:
-            if exc.status < 400:
-                raise
-            return http_error_response(exc, max_body_bytes)
-        except asyncpg.UndefinedTableError:
-            log.error("the database schema is not migrated (%s %s)", request.method, request.path)
-            error = Unavailable("the database schema is not migrated yet; the operator must run `fleetbed migrate`", 5)
-            return json_response(error.body(), status=error.status, headers=error.headers())
-        except DATABASE_UNAVAILABLE as exc:
-            log.warning("database unavailable during %s %s: %r", request.method, request.path, exc)
-            error = Unavailable("the database is unavailable; retry after the delay in Retry-After")
-            return json_response(error.body(), status=error.status, headers=error.headers())
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("unexpected error in %s %s", request.method, request.path)
-            return json_response(
-                {"error": "internal", "message": "an unexpected error occurred; it has been logged"},
-                status=500,
-            )
-
-    return json_errors
+def error_response(request: web.Request, exc: Exception, max_body_bytes: int) -> web.Response:
+    """The JSON error contract for anything a handler raised (below 400, aiohttp's own exceptions pass through)."""
+    if isinstance(exc, FleetbedError):
+        return json_response(exc.body(), status=exc.status, headers=exc.headers())
+    if isinstance(exc, web.HTTPException):
+        return http_error_response(exc, max_body_bytes)
+    if isinstance(exc, asyncpg.UndefinedTableError):
+        log.error("the database schema is not migrated (%s %s)", request.method, request.path)
+        error = Unavailable("the database schema is not migrated yet; the operator must run `fleetbed migrate`", 5)
+        return json_response(error.body(), status=error.status, headers=error.headers())
+    if isinstance(exc, DATABASE_UNAVAILABLE):
+        log.warning("database unavailable during %s %s: %r", request.method, request.path, exc)
+        error = Unavailable("the database is unavailable; retry after the delay in Retry-After")
+        return json_response(error.body(), status=error.status, headers=error.headers())
+    log.error("unexpected error in %s %s", request.method, request.path, exc_info=exc)
+    return json_response(
+        {"error": "internal", "message": "an unexpected error occurred; it has been logged"}, status=500
+    )
 
 
 def route_label(request: web.Request) -> str:
@@ -78,35 +67,34 @@ def route_label(request: web.Request) -> str:
     return resource.canonical if resource is not None else "unmatched"
 
 
-def metrics_middleware(metrics: ServiceMetrics) -> Middleware:
-    # Label children looked up once per (method, route, status): the label sets are bounded, the lookup is not free.
-    counters: dict[tuple[str, str, int], Any] = {}
-    durations: dict[tuple[str, str], Any] = {}
+def boundary_middleware(metrics: ServiceMetrics, max_body_bytes: int) -> Middleware:
+    """The request boundary, in one layer (each layer costs every request): errors mapped, request recorded."""
+    requests = metrics.requests
 
     @web.middleware
-    async def record(request: web.Request, handler: Handler) -> web.StreamResponse:
+    async def boundary(request: web.Request, handler: Handler) -> web.StreamResponse:
         started = time.perf_counter()
-        status = 500
         try:
             response = await handler(request)
-            status = response.status
-            return response
-        except web.HTTPException as exc:
-            status = exc.status
+        except asyncio.CancelledError:
             raise
-        finally:
-            route = route_label(request)
-            method = request.method if request.method in _KNOWN_METHODS else "OTHER"
-            counter = counters.get((method, route, status))
-            if counter is None:
-                counter = counters[method, route, status] = metrics.requests.labels(method, route, str(status))
-            duration = durations.get((method, route))
-            if duration is None:
-                duration = durations[method, route] = metrics.request_duration.labels(method, route)
-            counter.inc()
-            duration.observe(time.perf_counter() - started)
+        except web.HTTPException as exc:
+            if exc.status >= 400:
+                response = error_response(request, exc, max_body_bytes)
+            else:
+                _record(requests, request, exc.status, started)
+                raise
+        except Exception as exc:
+            response = error_response(request, exc, max_body_bytes)
+        _record(requests, request, response.status, started)
+        return response
 
-    return record
+    return boundary
+
+
+def _record(requests: RequestMetrics, request: web.Request, status: int, started: float) -> None:
+    method = request.method if request.method in _KNOWN_METHODS else "OTHER"
+    requests.record(method, route_label(request), status, time.perf_counter() - started)
 
 
 _KNOWN_METHODS = frozenset({"GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH"})

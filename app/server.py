@@ -17,7 +17,7 @@ from app.handlers import devices, health, operator, runs, stats
 from app.ingest import BatchWriter
 from app.keys import COMMANDS, INGEST, LAYOUT, METRICS, MIGRATIONS, POOL, SETTINGS, TOKENS
 from app.metrics import ServiceMetrics
-from app.middleware import error_middleware, metrics_middleware
+from app.middleware import boundary_middleware
 from app.observability import service_observers
 from app.openapi import openapi_document
 from app.planted_load import cpu_heavy_middleware
@@ -84,7 +84,7 @@ def create_app(settings: Settings) -> web.Application:
     metrics = ServiceMetrics()
     app = web.Application(
         client_max_size=settings.max_body_bytes,
-        middlewares=[metrics_middleware(metrics), error_middleware(settings.max_body_bytes)],
+        middlewares=[boundary_middleware(metrics, settings.max_body_bytes)],
     )
     if settings.test_handler_cpu_ms > 0:  # a planted CPU-heavy handler, for the diagnosis tests only
         app.middlewares.append(cpu_heavy_middleware(settings.test_handler_cpu_ms))
