@@ -8,9 +8,13 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 DEFAULT_DATA_DIR = ".fleetbed"
 SECRETS_DIR_NAME = "secrets"
+
+
+_N = TypeVar("_N", int, float)
 
 
 class SettingsError(ValueError):
@@ -107,24 +111,23 @@ class Settings:
         return cls(**values)  # type: ignore[arg-type]
 
 
-def _int(env: Mapping[str, str], name: str, default: int) -> int:
+def _number(env: Mapping[str, str], name: str, default: _N, kind: type[_N]) -> _N:
     raw = env.get(name)
     if raw is None or raw == "":
         return default
     try:
-        return int(raw)
+        return kind(raw)
     except ValueError:
-        raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
+        article = "an integer" if kind is int else "a number"
+        raise SettingsError(f"{name} must be {article}, got {raw!r}") from None
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    return _number(env, name, default, int)
 
 
 def _float(env: Mapping[str, str], name: str, default: float) -> float:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        return float(raw)
-    except ValueError:
-        raise SettingsError(f"{name} must be a number, got {raw!r}") from None
+    return _number(env, name, default, float)
 
 
 def load_or_create_secret(data_dir: Path, name: str) -> str:

@@ -121,26 +121,7 @@ def reference(
     command = ["taskset", "-c", SERVICE_CORE, sys.executable, "-m", "bench._servers", kind, "--port", str(port)]
     if dsn:
         command += ["--dsn", dsn]
-    ready = f"http://127.0.0.1:{port}/command" if kind == "bare" else f"http://127.0.0.1:{port}/"
-    return process(command, ready) if kind == "bare" else _naive(command, port)
-
-
-@contextmanager
-def _naive(command: list[str], port: int) -> Iterator[subprocess.Popen[bytes]]:
-    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/measurement", timeout=2)
-            except urllib.error.HTTPError:
-                break  # 405 on GET: it answers
-            except OSError:
-                time.sleep(0.2)
-        yield proc
-    finally:
-        proc.terminate()
-        proc.wait(30)
+    return process(command, f"http://127.0.0.1:{port}/healthz")
 
 
 def run(coro):  # type: ignore[no-untyped-def]

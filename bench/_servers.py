@@ -31,6 +31,7 @@ def bare_app() -> web.Application:
         return json_response({"accepted": 1, "duplicates": 0}, status=201)
 
     app = web.Application()
+    app.router.add_get("/healthz", constant)
     app.router.add_get("/command", constant)
     app.router.add_post("/measurement", constant_after_body)
     return app
@@ -62,6 +63,11 @@ def naive_app(dsn: str) -> web.Application:
         return json_response({"accepted": len(readings)}, status=201)
 
     app.cleanup_ctx.append(pool_context)
+
+    async def healthz(request: web.Request) -> web.Response:
+        return json_response({"status": "ok"})
+
+    app.router.add_get("/healthz", healthz)
     app.router.add_post("/measurement", store)
     return app
 

@@ -122,8 +122,7 @@ def test_dashboards_are_the_builders_output_and_grafana_loads_them() -> None:
 
 
 def test_the_load_generator_is_scraped(monitored_stack: MonitoredStack) -> None:
-    if not LOCUSTFILE.exists():
-        pytest.skip("no locustfile in this checkout")
+    assert LOCUSTFILE.exists(), "the fleet's locustfile is part of the project"
     assert monitored_stack.locust_up, (monitored_stack.workdir / "locust.log").read_text(errors="replace")[-3000:]
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import re
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -13,28 +12,9 @@ import asyncpg
 from tqdm import tqdm
 
 from app.backfill import BackfillPlan, backfill
+from app.cli._arguments import parse_duration_s, positive_int
 from app.cli._database import database_url, report_migrations
 from app.settings import Settings, SettingsError
-
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
-_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def parse_duration(text: str) -> timedelta:
-    match = _DURATION.fullmatch(text.strip())
-    if not match:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a duration such as 30s, 5m or 1h")
-    seconds = float(match[1]) * _UNITS[match[2]]
-    if seconds <= 0:
-        raise argparse.ArgumentTypeError("the duration must be positive")
-    return timedelta(seconds=seconds)
-
-
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
 
 
 def register(commands: Any) -> None:
@@ -47,7 +27,7 @@ def register(commands: Any) -> None:
     )
     parser.add_argument("--devices", type=positive_int, required=True, help="new devices to create")
     parser.add_argument("--readings", type=positive_int, required=True, help="readings per device")
-    parser.add_argument("--interval", type=parse_duration, default=timedelta(seconds=30), help="default 30s")
+    parser.add_argument("--interval", type=parse_duration_s, default=30.0, help="default 30s")
     parser.add_argument("--end", type=datetime.fromisoformat, help="time of the newest readings (default: now)")
     parser.add_argument("--seed", type=int, help="random seed, for a reproducible history")
     parser.set_defaults(run=run)
@@ -68,7 +48,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     end = args.end or datetime.now(UTC)
     if end.tzinfo is None:
         raise SettingsError("--end needs a UTC offset, e.g. 2026-11-20T12:00:00+00:00")
-    plan = BackfillPlan(args.devices, args.readings, args.interval, end, args.seed)
+    plan = BackfillPlan(args.devices, args.readings, timedelta(seconds=args.interval), end, args.seed)
     with database_url(settings) as url:
         report_migrations(url)
         written, seconds = asyncio.run(_run(url, plan))

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from app.cli.export import parse_duration_s
+from app.cli._arguments import parse_duration_s
 from app.experiment.analysis import parse_slo
 from app.experiment.report_html import DEFAULT_SLO
 from app.settings import Settings

@@ -10,6 +10,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
+from app.cli._arguments import parse_duration_s
 from app.prometheus_export import ExportError, export_series, write_tidy, write_wide
 from app.settings import Settings
 
@@ -48,17 +49,7 @@ DEFAULT_QUERIES: dict[str, str] = {
     "schedule_lag_p99_seconds": "fleetbed_generator:schedule_lag_seconds:p99",
 }
 
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h|d)?$")
-_UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 _RELATIVE = re.compile(r"^now(?:-(.+))?$")
-
-
-def parse_duration_s(text: str) -> float:
-    """`15s`, `1.5m`, `2h`, `500ms`, or plain seconds."""
-    match = _DURATION.match(text.strip())
-    if match is None or float(match[1]) <= 0:
-        raise argparse.ArgumentTypeError(f"not a positive duration: {text!r} (examples: 500ms, 15s, 2m, 1h)")
-    return float(match[1]) * _UNIT_S[match[2]]
 
 
 def parse_time(text: str, now: float | None = None) -> float:
