@@ -171,6 +171,14 @@ def parse_uuid(value: object, path: str) -> uuid.UUID:
     return parsed
 
 
+def path_uuid(raw: str, what: str, hint: str) -> uuid.UUID:
+    """A UUID from the URL path; a malformed one is the client's mistake (400), with where to get a real one."""
+    try:
+        return uuid.UUID(raw)
+    except ValueError:
+        raise BadRequest(f"{raw[:64]!r} is not a {what}; {hint}") from None
+
+
 def require_object(document: object, what: str) -> dict[str, Any]:
     if not isinstance(document, dict):
         raise BadRequest(f"the body must be a JSON object ({what})")

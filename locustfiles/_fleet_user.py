@@ -1,32 +1,38 @@
 """The abstract base user: a Locust user that carries one or more simulated devices.
 
 With `--devices-per-user 1` (the default) every device is its own Locust user with its own connection, the
-classic pattern. With more, one user carries a group of devices: a single scheduler greenlet wakes at each device's
-planned time and hands the cycle to a bounded gevent pool, the devices share the user's connection pool
-(`--connections-per-user`, default one per device up to 20), and each keeps its own identity, token, state,
-schedule and backlog. Locust's users, spawn rate, shapes, stats and master/worker distribution all stay in force;
-one user is then a group of devices in the UI.
+classic pattern. With more, one user carries a group of devices served by `--connections-per-user` worker
+greenlets (default one per device, at most 20), each with its own keep-alive connection: a free worker takes
+the device whose slot is next, sleeps until it is due, runs its cycle and puts it back with its next slot. No
+greenlet is spawned and no pool is waited on per cycle; a device is never in two cycles at once, and when every
+worker is busy the wait shows as schedule lag. Each device keeps its own identity, token, state, schedule and
+backlog. Locust's users, spawn rate, shapes, stats and master/worker distribution all stay in force; one user
+is then a group of devices in the UI.
 """
 
 from __future__ import annotations
 
 import heapq
+import logging
 import random
 import time
+import traceback
 from typing import Any
 
 import gevent
 from _device import LAG_NAME, LAG_REQUEST_TYPE, SimulatedDevice
-from _lean_http import LeanSession
-from gevent.pool import Pool
+from _lean_http import LeanConnection
 from locust import FastHttpUser, task
 from locust.env import Environment
 
 DEFAULT_INTERVAL_S = 30.0
+MAX_DEFAULT_CONNECTIONS = 20
+
+log = logging.getLogger(__name__)
 
 
-class MissedSlot(Exception):
-    """A device's slot came while its previous cycle was still in flight."""
+class SkippedSlots(Exception):
+    """A device fell more than an interval behind its plan and gave up the slots it missed."""
 
 
 class FleetUser(FastHttpUser):
@@ -42,17 +48,12 @@ class FleetUser(FastHttpUser):
         options = environment.parsed_options
         self.devices_per_user = max(1, int(getattr(options, "devices_per_user", 1) or 1))
         connections = int(getattr(options, "connections_per_user", 0) or 0)
-        self.concurrency = connections or min(self.devices_per_user, 20)
+        self.concurrency = min(self.devices_per_user, connections or MAX_DEFAULT_CONNECTIONS)
         super().__init__(environment)
         self.interval_s = float(getattr(options, "device_interval", 0) or DEFAULT_INTERVAL_S)
         self.jitter = float(getattr(options, "device_jitter", 0.1))
+        self.http_client = str(getattr(options, "http_client", "lean") or "lean")
         self.rng = random.Random()
-        self.lean = bool(getattr(options, "lean_http", False))
-        self.device_client: Any = (
-            LeanSession(self.host or "", self.concurrency, environment.events.request, self.network_timeout)
-            if self.lean
-            else self.client
-        )
         self.devices = [self.device_class(self.rng, self.interval_s, self.jitter) for _ in range(self.devices_per_user)]
 
     def report_lag(self, lag_ms: float) -> None:
@@ -65,46 +66,65 @@ class FleetUser(FastHttpUser):
             context={},
         )
 
-    def report_missed_slot(self, planned: float) -> None:
-        """The device's previous cycle is still waiting on the service: this slot is lost, counted as a failure."""
-        self.environment.events.request.fire(
-            request_type=LAG_REQUEST_TYPE,
-            name=LAG_NAME,
-            response_time=(time.monotonic() - planned) * 1000.0,
-            response_length=0,
-            exception=MissedSlot("the previous cycle was still running"),
-            context={},
+    def report_skipped(self, skipped: int, lag_ms: float) -> None:
+        """Slots a device gave up because it fell behind: one failure of the lag entry per slot."""
+        for _ in range(skipped):
+            self.environment.events.request.fire(
+                request_type=LAG_REQUEST_TYPE,
+                name=LAG_NAME,
+                response_time=lag_ms,
+                response_length=0,
+                exception=SkippedSlots("the device fell more than an interval behind its plan"),
+                context={},
+            )
+
+    def open_client(self) -> Any:
+        """A worker's client: its own lean connection, or the user's shared FastHttpSession."""
+        if self.http_client == "fasthttp":
+            return self.client
+        return LeanConnection(
+            self.host or "", self.environment.events.request, self.network_timeout, self.connection_timeout
         )
 
     @task
     def run_devices(self) -> None:
-        """Serve every device's slots in planned order, forever (until Locust stops the user)."""
-        queue = [(device.schedule.next_due, index) for index, device in enumerate(self.devices)]
-        heapq.heapify(queue)
-        pool = Pool(self.devices_per_user)
-        busy: set[int] = set()
+        """Serve every device's slots in planned order with the user's workers, until Locust stops the user."""
+        due = [(device.schedule.next_due, index) for index, device in enumerate(self.devices)]
+        heapq.heapify(due)
+        workers = [gevent.spawn(self.serve_devices, due, self.open_client()) for _ in range(self.concurrency)]
+        try:
+            gevent.joinall(workers, raise_error=True)
+        finally:
+            gevent.killall(workers)
 
-        def serve(index: int, planned: float) -> None:
-            try:
-                self.devices[index].cycle(self.device_client, planned, self.report_lag)
-            finally:
-                busy.discard(index)
-
+    def serve_devices(self, due: list[tuple[float, int]], client: Any) -> None:
+        """One worker: take the next device off the plan, wait for its slot, run its cycle, put it back."""
         try:
             while True:
-                due, index = queue[0]
-                delay = due - time.monotonic()
-                if delay > 0:
-                    gevent.sleep(delay)
+                _, index = heapq.heappop(due)
                 device = self.devices[index]
-                planned = device.schedule.take(device.command.interval_s, time.monotonic(), self.rng)
-                heapq.heapreplace(queue, (device.schedule.next_due, index))
-                if index in busy:
-                    self.report_missed_slot(planned)
-                    continue
-                busy.add(index)
-                pool.spawn(serve, index, planned)
+                try:
+                    delay = device.schedule.next_due - time.monotonic()
+                    if delay > 0:
+                        gevent.sleep(delay)
+                    now = time.monotonic()
+                    slot = device.schedule.take(device.command.interval_s, now, self.rng)
+                    if slot.skipped:
+                        self.report_skipped(slot.skipped, (now - slot.planned) * 1000.0)
+                    self.run_cycle(device, client, slot.planned)
+                finally:
+                    heapq.heappush(due, (device.schedule.next_due, index))
         finally:
-            pool.kill(block=False)
-            if self.lean:
-                self.device_client.close()
+            if isinstance(client, LeanConnection):
+                client.close()
+
+    def run_cycle(self, device: SimulatedDevice, client: Any, planned: float) -> None:
+        """A device's cycle; an error in it is reported as Locust reports a failing task (the UI's Exceptions
+        tab), and the worker carries on with the next device unless Locust was told not to catch exceptions."""
+        try:
+            device.cycle(client, planned, self.report_lag)
+        except Exception as error:
+            self.environment.events.user_error.fire(user_instance=self, exception=error, tb=error.__traceback__)
+            if not self.environment.catch_exceptions:
+                raise
+            log.error("device %s: %s\n%s", device.device_id, error, traceback.format_exc())

@@ -22,14 +22,16 @@ def add_fleet_options(parser: Any) -> None:
         type=int,
         default=0,
         env_var="LOCUST_CONNECTIONS_PER_USER",
-        help="HTTP connections a user's devices share (0: one per device, at most 20)",
+        help="Connections (and worker greenlets) serving a user's devices (0: one per device, at most 20)",
     )
     parser.add_argument(
-        "--lean-http",
-        action="store_true",
-        default=False,
-        env_var="LOCUST_LEAN_HTTP",
-        help="Devices use a lean HTTP session (geventhttpclient directly, requests still reported to Locust)",
+        "--http-client",
+        choices=["lean", "fasthttp"],
+        default="lean",
+        env_var="LOCUST_HTTP_CLIENT",
+        help="lean: each of a user's connections is a plain keep-alive connection served by its own worker "
+        "(the cheapest per request); fasthttp: the workers share the user's FastHttpSession. Both report every "
+        "request to Locust's stats",
     )
     parser.add_argument(
         "--device-interval",

@@ -9,6 +9,14 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from typing import NamedTuple
+
+
+class Slot(NamedTuple):
+    """The slot being served: its planned start, and how many earlier slots were given up as stale."""
+
+    planned: float
+    skipped: int
 
 
 @dataclass(slots=True)
@@ -23,13 +31,15 @@ class Schedule:
         """First slot at a random point of the first interval, so a fleet that starts at once spreads out."""
         return cls(next_due=now + rng.uniform(0.0, interval_s), jitter=jitter)
 
-    def take(self, interval_s: float, now: float, rng: random.Random) -> float:
-        """Serve the due slot: return its planned time (for measuring lag when the send really starts) and plan
-        the next one. Slots more than an interval behind are dropped (a real device would not send a burst of
-        stale polls); the lag of the slot served still shows how late it was."""
+    def take(self, interval_s: float, now: float, rng: random.Random) -> Slot:
+        """Serve the due slot and plan the next one. A device more than an interval behind gives up the slots it
+        missed instead of sending a burst of stale cycles (a real device would not); they are counted as
+        `skipped`, and the served slot's lag still shows how late it was."""
         served = self.next_due
         planned = served + interval_s * (1.0 + rng.uniform(-self.jitter, self.jitter))
+        skipped = 0
         if planned < now - interval_s:
+            skipped = int((now - served) // interval_s)
             planned = now + rng.uniform(0.0, interval_s * self.jitter)
         self.next_due = planned
-        return served
+        return Slot(served, skipped)

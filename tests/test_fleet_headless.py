@@ -136,13 +136,14 @@ async def test_devices_buffer_through_an_outage_and_log_in_again(pg_url: str, tm
 
 
 async def test_grouped_devices_keep_their_own_identity(pg_url: str, tmp_path: Path) -> None:
-    """Three devices per user over a shared pool, both HTTP sessions: six devices, each with its own readings."""
-    for lean in (False, True):
+    """Three devices per user served by two connections, both HTTP clients: six devices, each with its own
+    readings."""
+    for client in ("lean", "fasthttp"):
         await scalar(pg_url, "TRUNCATE measurement, device_state, device CASCADE")
-        with running_service(pg_url, tmp_path / f"service-{lean}") as service:
+        with running_service(pg_url, tmp_path / f"service-{client}") as service:
             args = fleet_args(service, "-u", "2", "-r", "2", "-t", "7s", "--devices-per-user", "3")
-            args += ["--connections-per-user", "2", "--slo", "failures=0", *(["--lean-http"] if lean else [])]
-            with running_locust(args, tmp_path, f"locust-{lean}") as locust:
+            args += ["--connections-per-user", "2", "--slo", "failures=0", "--http-client", client]
+            with running_locust(args, tmp_path, f"locust-{client}") as locust:
                 assert locust.wait() == 0, locust.output
         stats = locust.stats()
         assert stats[("POST", "/login")]["num_requests"] == 6

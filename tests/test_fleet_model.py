@@ -97,11 +97,13 @@ def test_schedule_keeps_its_plan_and_drops_stale_slots() -> None:
     rng = random.Random(1)
     schedule = Schedule.starting(now=100.0, interval_s=30.0, jitter=0.1, rng=rng)
     assert 100.0 <= schedule.next_due < 130.0
-    planned = [schedule.take(30.0, now=schedule.next_due + 5.0, rng=rng) for _ in range(100)]
-    gaps = [b - a for a, b in itertools.pairwise(planned)]
+    slots = [schedule.take(30.0, now=schedule.next_due + 5.0, rng=rng) for _ in range(100)]
+    gaps = [b.planned - a.planned for a, b in itertools.pairwise(slots)]
     assert all(27.0 <= gap <= 33.0 for gap in gaps), "plans follow plans, not responses (no coordinated omission)"
-    served = schedule.take(30.0, now=schedule.next_due + 1000.0, rng=rng)
-    assert schedule.next_due > served + 900.0, "a device far behind does not burst stale slots"
+    assert all(slot.skipped == 0 for slot in slots)
+    late = schedule.take(30.0, now=schedule.next_due + 1000.0, rng=rng)
+    assert schedule.next_due > late.planned + 900.0, "a device far behind does not burst stale slots"
+    assert late.skipped == 33, "the slots it gave up are counted (1000 s behind at 30 s per slot)"
 
 
 def test_slo_checks() -> None:

@@ -9,23 +9,19 @@ from aiohttp import web
 
 from app.auth import require_operator
 from app.db.devices import Command, clear_command, device_exists, set_command
-from app.errors import BadRequest, FieldProblem, InvalidFields, NotFound
+from app.errors import FieldProblem, InvalidFields, NotFound
 from app.handlers.devices import default_command
 from app.keys import COMMANDS, POOL, SETTINGS
 from app.request_body import read_json
 from app.responses import json_response
-from app.validation import reject_unknown, require_object
+from app.validation import path_uuid, reject_unknown, require_object
 
 COMMAND_FIELDS = frozenset({"charge", "fill", "flush", "interval_s"})
 MAX_INTERVAL_S = 86_400
 
 
 def path_device_id(request: web.Request) -> uuid.UUID:
-    raw = request.match_info["device_id"]
-    try:
-        return uuid.UUID(raw)
-    except ValueError:
-        raise BadRequest(f"{raw[:64]!r} is not a device id; use the UUID returned by POST /login") from None
+    return path_uuid(request.match_info["device_id"], "device id", "use the UUID returned by POST /login")
 
 
 def parse_command(document: object, default: Command) -> Command:

@@ -15,7 +15,7 @@ from app.errors import BadRequest, FieldProblem, InvalidFields, NotFound
 from app.keys import POOL, SETTINGS
 from app.request_body import read_json
 from app.responses import json_response
-from app.validation import parse_time, reject_unknown, require_object
+from app.validation import parse_time, path_uuid, reject_unknown, require_object
 
 MAX_NAME_CHARS = 200
 RUN_STATUSES = frozenset({"running", "passed", "failed", "finished", "aborted"})
@@ -25,11 +25,7 @@ MAX_LIST_LIMIT = 1000
 
 
 def path_run_id(request: web.Request) -> uuid.UUID:
-    raw = request.match_info["run_id"]
-    try:
-        return uuid.UUID(raw)
-    except ValueError:
-        raise BadRequest(f"{raw[:64]!r} is not a run id; use the id returned by POST /runs") from None
+    return path_uuid(request.match_info["run_id"], "run id", "use the id returned by POST /runs")
 
 
 def _object_field(body: dict[str, Any], name: str, problems: list[FieldProblem]) -> dict[str, Any] | None:
