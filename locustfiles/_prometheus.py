@@ -9,7 +9,7 @@ Read from the master's aggregated stats at scrape time, so they cover all worker
     locust_failures_total{method,name}             counter  failed requests by request name
     locust_request_duration_seconds{method,name}   histogram  latency by request name
     fleetbed_generator_schedule_lag_seconds        histogram  actual minus planned send time of device cycles
-    fleetbed_generator_missed_slots_total          counter  cycles skipped because the previous one was in flight
+    fleetbed_generator_missed_slots_total          counter  slots given up by devices more than an interval behind
 
 Names (`name`) are Locust request names (URL templates), so labels stay bounded.
 """
@@ -78,7 +78,9 @@ class LocustCollector(Collector):
             "locust_request_duration_seconds", "Request latency by request name", labels=["method", "name"]
         )
         lag = HistogramMetricFamily("fleetbed_generator_schedule_lag_seconds", "Device cycle start minus its plan")
-        missed = CounterMetricFamily("fleetbed_generator_missed_slots", "Cycles skipped: previous one in flight")
+        missed = CounterMetricFamily(
+            "fleetbed_generator_missed_slots", "Slots given up by devices more than an interval behind"
+        )
         missed_count = 0
         for entry in list(runner.stats.entries.values()):
             times = dict(entry.response_times)
