@@ -152,3 +152,23 @@ async def test_grouped_devices_keep_their_own_identity(pg_url: str, tmp_path: Pa
         assert len(per_device) == 6
         assert all(row["readings"] >= 3 for row in per_device), per_device
         assert sum(row["readings"] for row in per_device) == stats[("POST", "/measurement")]["num_requests"]
+
+
+async def test_a_slow_service_shows_as_schedule_lag_not_a_lower_rate(pg_url: str, tmp_path: Path) -> None:
+    """Eight devices on one connection against a service that takes 200 ms per request: the one worker can run
+    about 2.5 of the 8 cycles planned per second. The shortfall must show as lag and as slots given up (never as
+    a quietly lower rate), and a lag objective must fail the run."""
+    await scalar(pg_url, "TRUNCATE measurement, device_state, device CASCADE")
+    with running_service(pg_url, tmp_path / "service", FLEETBED_TEST_HANDLER_CPU_MS="200") as service:
+        args = fleet_args(service, "-u", "1", "-r", "1", "-t", "8s", "--devices-per-user", "8")
+        args += ["--connections-per-user", "1", "--slo", "lag_p99=250", "--no-run-record"]
+        with running_locust(args, tmp_path) as locust:
+            assert locust.wait() == 1, locust.output
+    assert "lag_p99" in locust.output
+    assert "overall: FAIL" in locust.output
+    lag = locust.stats()[("LAG", "schedule lag")]
+    assert lag["max_response_time"] > 1000, "cycles started more than an interval late"
+    assert lag["num_failures"] > 0, "slots given up are counted"
+    served = lag["num_requests"] - lag["num_failures"]  # Locust counts failures among the requests
+    assert served < 30, "the worker could not serve more"
+    assert lag["num_requests"] >= 8 * 5, "yet the plan kept its rate: served + given up"
