@@ -24,9 +24,11 @@ from _device import LAG_NAME, LAG_REQUEST_TYPE, SimulatedDevice
 from _lean_http import LeanConnection
 from locust import FastHttpUser, task
 from locust.env import Environment
+from locust.user.task import LOCUST_STATE_STOPPING
 
 DEFAULT_INTERVAL_S = 30.0
 MAX_DEFAULT_CONNECTIONS = 20
+STOP_GRACE_S = 5.0
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +56,7 @@ class FleetUser(FastHttpUser):
         self.jitter = float(getattr(options, "device_jitter", 0.1))
         self.http_client = str(getattr(options, "http_client", "lean") or "lean")
         self.rng = random.Random()
+        self.stopping = False
         self.devices = [self.device_class(self.rng, self.interval_s, self.jitter) for _ in range(self.devices_per_user)]
 
     def report_lag(self, lag_ms: float) -> None:
@@ -91,28 +94,43 @@ class FleetUser(FastHttpUser):
         """Serve every device's slots in planned order with the user's workers, until Locust stops the user."""
         due = [(device.schedule.next_due, index) for index, device in enumerate(self.devices)]
         heapq.heapify(due)
-        workers = [gevent.spawn(self.serve_devices, due, self.open_client()) for _ in range(self.concurrency)]
+        cycling: set[gevent.Greenlet] = set()
+        self.stopping = False
+        workers = [gevent.spawn(self.serve_devices, due, self.open_client(), cycling) for _ in range(self.concurrency)]
         try:
-            gevent.joinall(workers, raise_error=True)
+            while self._state != LOCUST_STATE_STOPPING:  # a graceful stop (--stop-timeout) ends the task
+                for ended in gevent.wait(workers, timeout=1.0, count=1):
+                    ended.get()  # a worker only ends on an error it must not hide
         finally:
-            gevent.killall(workers)
+            self.stop_workers(workers, cycling)
 
-    def serve_devices(self, due: list[tuple[float, int]], client: Any) -> None:
+    def stop_workers(self, workers: list[gevent.Greenlet], cycling: set[gevent.Greenlet]) -> None:
+        """Idle workers go at once; a cycle under way may finish (within STOP_GRACE_S), so every request the
+        service saw is also in Locust's stats, however the user is stopped."""
+        self.stopping = True
+        gevent.killall([worker for worker in workers if worker not in cycling])
+        gevent.joinall(workers, timeout=min(STOP_GRACE_S, self.network_timeout))
+        gevent.killall(workers)
+
+    def serve_devices(self, due: list[tuple[float, int]], client: Any, cycling: set[gevent.Greenlet]) -> None:
         """One worker: take the next device off the plan, wait for its slot, run its cycle, put it back."""
+        me = gevent.getcurrent()
         try:
-            while True:
+            while not self.stopping:
                 _, index = heapq.heappop(due)
                 device = self.devices[index]
                 try:
                     delay = device.schedule.next_due - time.monotonic()
                     if delay > 0:
                         gevent.sleep(delay)
+                    cycling.add(me)
                     now = time.monotonic()
                     slot = device.schedule.take(device.command.interval_s, now, self.rng)
                     if slot.skipped:
                         self.report_skipped(slot.skipped, (now - slot.planned) * 1000.0)
                     self.run_cycle(device, client, slot.planned)
                 finally:
+                    cycling.discard(me)
                     heapq.heappush(due, (device.schedule.next_due, index))
         finally:
             if isinstance(client, LeanConnection):
