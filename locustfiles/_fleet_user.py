@@ -12,9 +12,11 @@ is then a group of devices in the UI.
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import logging
 import random
+import resource
 import time
 import traceback
 from typing import Any
@@ -29,8 +31,34 @@ from locust.user.task import LOCUST_STATE_STOPPING
 DEFAULT_INTERVAL_S = 30.0
 MAX_DEFAULT_CONNECTIONS = 20
 STOP_GRACE_S = 5.0
+OPEN_FILES_HEADROOM = 256
+_open_files_warned = False
 
 log = logging.getLogger(__name__)
+
+
+def ensure_open_files(connections: int) -> None:
+    """Connections need descriptors: raise the soft open-file limit towards the hard one when the fleet's
+    connections come close to it, and say once, with the fix, when even that is not enough."""
+    global _open_files_warned
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = connections + OPEN_FILES_HEADROOM
+    if wanted <= soft:
+        return
+    limit = max(wanted * 2, soft)
+    if hard != resource.RLIM_INFINITY:
+        limit = min(limit, hard)
+    with contextlib.suppress(ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (limit, hard))
+        soft = limit
+    if wanted > soft and not _open_files_warned:
+        _open_files_warned = True
+        log.warning(
+            "%d connections need more open files than this process may have (%d): raise `ulimit -n`, or use "
+            "fewer --connections-per-user (devices share a user's connections), or more worker processes",
+            connections,
+            soft,
+        )
 
 
 class SkippedSlots(Exception):
@@ -58,6 +86,8 @@ class FleetUser(FastHttpUser):
         self.rng = random.Random()
         self.stopping = False
         self.devices = [self.device_class(self.rng, self.interval_s, self.jitter) for _ in range(self.devices_per_user)]
+        runner = environment.runner
+        ensure_open_files(((runner.user_count if runner else 0) + 1) * self.concurrency)
 
     def report_lag(self, lag_ms: float) -> None:
         self.environment.events.request.fire(

@@ -1,10 +1,12 @@
-"""The grouped devices' lean HTTP connection against a scripted server: keep-alive, responses that take the fast
-path and responses that need the full parser (chunked, split across reads, interim 1xx), `Connection: close`,
-a kept-alive connection the server dropped, and no server at all; every request reported once to Locust."""
+"""The grouped devices' connections. The lean HTTP connection against a scripted server: keep-alive, responses
+that take the fast path and responses that need the full parser (chunked, split across reads, interim 1xx),
+`Connection: close`, a kept-alive connection the server dropped, and no server at all; every request reported
+once to Locust. And the open-file limit following the number of connections."""
 
 from __future__ import annotations
 
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -203,3 +205,34 @@ def test_a_silent_server_times_out() -> None:
             assert response.status_code == 0
         assert time.monotonic() - started < 1.4
     assert str(events.fired[0]["exception"]) == "no response: TimeoutError: timed out"
+
+
+OPEN_FILES_PROBE = """
+import logging, resource, sys
+sys.path.insert(0, {locustfiles!r})
+logging.basicConfig(level=logging.WARNING, stream=sys.stdout, format="%(message)s")
+from _fleet_user import ensure_open_files
+resource.setrlimit(resource.RLIMIT_NOFILE, ({soft}, {hard}))
+ensure_open_files({connections})
+ensure_open_files({connections})
+print("soft", resource.getrlimit(resource.RLIMIT_NOFILE)[0])
+"""
+
+
+@pytest.mark.parametrize(
+    ("soft", "hard", "connections", "soft_after", "warned"),
+    [
+        pytest.param(128, 8192, 1000, 2512, False, id="raised-towards-the-hard-limit"),
+        pytest.param(128, 512, 1000, 512, True, id="hard-limit-too-low-says-how-to-fix"),
+        pytest.param(4096, 8192, 100, 4096, False, id="enough-already"),
+    ],
+)
+def test_open_file_limit_follows_the_fleets_connections(
+    soft: int, hard: int, connections: int, soft_after: int, warned: bool
+) -> None:
+    locustfiles = str(Path(__file__).resolve().parents[1] / "locustfiles")
+    probe = OPEN_FILES_PROBE.format(locustfiles=locustfiles, soft=soft, hard=hard, connections=connections)
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True)
+    assert f"soft {soft_after}" in result.stdout
+    warnings = [line for line in result.stdout.splitlines() if "ulimit -n" in line]
+    assert len(warnings) == (1 if warned else 0), result.stdout
