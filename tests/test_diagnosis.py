@@ -11,10 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import asyncpg
+import pytest
 
+from app.experiment.analysis import StepFigures
+from app.experiment.diagnosis import diagnose
 from tests.test_experiment import run_fleetbed
 
 
@@ -22,6 +26,31 @@ def bottleneck(out: Path) -> dict[str, object]:
     summary = json.loads((out / "summary.json").read_text())
     found: dict[str, object] = summary["bottleneck"]
     return found
+
+
+CALM = StepFigures(
+    devices=100, users=100, start=0.0, end=10.0, requests=2000, failures=0, throughput_rps=200.0,
+    failure_ratio=0.0, p50_ms=2.0, p95_ms=4.0, p99_ms=6.0, lag_p99_ms=3.0, service_cpu_cores=0.2,
+    generator_cpu_cores=0.1, pool_waiting=0.0, pool_utilisation=0.2, pool_acquire_ms=0.1, commit_ms=1.5,
+    gc_fraction=0.0, loop_lag_ms=0.5, server_ms=1.5, slo_passed=True, slo_failures=[],
+)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("stressed", "kind"),
+    [
+        pytest.param({"lag_p99_ms": 5000.0}, "generator", id="behind-with-the-service-idle"),
+        pytest.param({"p50_ms": 900.0}, "generator", id="answers-slower-at-devices-than-at-the-service"),
+        pytest.param({"generator_cpu_cores": 0.95, "pool_waiting": 40.0}, "generator", id="generator-out-of-cpu"),
+        # Devices stuck behind a starved pool fall behind their schedule too: the pool is named, not the generator.
+        pytest.param({"lag_p99_ms": 5000.0, "pool_waiting": 400.0, "pool_utilisation": 1.0}, "pool", id="pool"),
+        pytest.param({"lag_p99_ms": 5000.0, "service_cpu_cores": 0.95}, "service-cpu", id="service-cpu"),
+        pytest.param({"lag_p99_ms": 5000.0, "commit_ms": 120.0}, "commit", id="commit"),
+    ],
+)
+def test_lag_blames_the_generator_only_when_the_service_had_room(stressed: dict[str, float], kind: str) -> None:
+    stress = replace(CALM, devices=200, slo_passed=False, **stressed)
+    assert diagnose([CALM, stress], None, workers=1).kind == kind
 
 
 def test_a_tiny_pool_is_named(tmp_path: Path) -> None:

@@ -1,10 +1,12 @@
 """The bottleneck of a run in one sentence, with the evidence that names it.
 
 Judged on the *stress step* (the knee, else the first step that broke the SLO, else the last step) against the
-first step. The generator is checked first: when Locust itself ran out of CPU, devices fell behind schedule while
-the service answered quickly, or devices saw answers far slower than the service gave them (time spent in the
-generator's own queues), the service is not blamed. Then, in the order they usually give out on one
-machine: service CPU, the database pool, commit time, GC pauses, event-loop lag.
+first step. A generator out of CPU is named first: then nothing measured on the service can be trusted. Then, in
+the order they usually give out on one machine: service CPU, the database pool, commit time, GC pauses,
+event-loop lag. Last, the generator again: devices behind schedule while the service answered quickly, or
+answers far slower at the devices than at the service (time spent in the generator's own queues), with none of
+the service's resources saturated. (A device waiting on a stuck service also falls behind its schedule, so lag
+alone does not blame the generator.)
 """
 
 from __future__ import annotations
@@ -39,6 +41,11 @@ class Diagnosis:
     step_devices: int | None
 
 
+def _ms(value: float) -> str:
+    """A duration for a sentence; none measured (no acquire completed, say) reads as such, not as "nan ms"."""
+    return f"{value:.1f} ms" if math.isfinite(value) else "no figure (none completed)"
+
+
 def _rose(now: float, before: float, floor: float) -> bool:
     if not math.isfinite(now) or now < floor:
         return False
@@ -63,7 +70,7 @@ def diagnose(steps: list[StepFigures], knee_step: StepFigures | None, workers: i
         f"p95 {step.p95_ms:.0f} ms (first step {base.p95_ms:.0f} ms), server-side mean {step.server_ms:.1f} ms",
         f"schedule lag p99 {step.lag_p99_ms:.0f} ms",
         f"pool {100 * step.pool_utilisation:.0f}% in use, {step.pool_waiting:.1f} waiting, "
-        f"acquire {step.pool_acquire_ms:.1f} ms (first step {base.pool_acquire_ms:.1f} ms)",
+        f"acquire {_ms(step.pool_acquire_ms)} (first step {_ms(base.pool_acquire_ms)})",
         f"commit {step.commit_ms:.1f} ms per batch (first step {base.commit_ms:.1f} ms)",
         f"GC {100 * step.gc_fraction:.1f}% of the time, event-loop lag {step.loop_lag_ms:.1f} ms",
     ]
@@ -77,15 +84,16 @@ def diagnose(steps: list[StepFigures], knee_step: StepFigures | None, workers: i
         and step.p50_ms > CLIENT_GAP_FACTOR * step.server_ms
         and step.p50_ms - step.server_ms > CLIENT_GAP_MS
     )
-    if (generator_busy or generator_behind or generator_queueing) and not cpu_share >= SERVICE_CPU_SATURATED:
-        return Diagnosis(
-            "generator",
-            f"The generator was the limit, not the service: {at} Locust used {step.generator_cpu_cores:.2f} cores and "
-            f"devices ran {step.lag_p99_ms:.0f} ms behind schedule (p99) and saw a p50 of {step.p50_ms:.0f} ms while "
-            f"the service answered in {step.server_ms:.1f} ms on average with {step.service_cpu_cores:.2f} cores.",
-            evidence,
-            step.devices,
-        )
+    generator_limit = Diagnosis(
+        "generator",
+        f"The generator was the limit, not the service: {at} Locust used {step.generator_cpu_cores:.2f} cores and "
+        f"devices ran {step.lag_p99_ms:.0f} ms behind schedule (p99) and saw a p50 of {step.p50_ms:.0f} ms while "
+        f"the service answered in {step.server_ms:.1f} ms on average with {step.service_cpu_cores:.2f} cores.",
+        evidence,
+        step.devices,
+    )
+    if generator_busy and not cpu_share >= SERVICE_CPU_SATURATED:
+        return generator_limit
     if math.isfinite(cpu_share) and cpu_share >= SERVICE_CPU_SATURATED:
         return Diagnosis(
             "service-cpu",
@@ -110,7 +118,7 @@ def diagnose(steps: list[StepFigures], knee_step: StepFigures | None, workers: i
             "pool",
             f"The database pool ran out first: {at} {100 * step.pool_utilisation:.0f}% of its connections were in "
             f"use, {step.pool_waiting:.1f} requests waited for one on average and an acquire took "
-            f"{step.pool_acquire_ms:.1f} ms (first step {base.pool_acquire_ms:.1f} ms).",
+            f"{_ms(step.pool_acquire_ms)} (first step {_ms(base.pool_acquire_ms)}).",
             evidence,
             step.devices,
         )
@@ -138,6 +146,10 @@ def diagnose(steps: list[StepFigures], knee_step: StepFigures | None, workers: i
             evidence,
             step.devices,
         )
+    # Lag or queueing with no resource of the service saturated. (A device also falls behind while it waits for
+    # a service that is stuck, so the service's own resources are judged before this.)
+    if generator_behind or generator_queueing:
+        return generator_limit
     if all(s.slo_passed for s in steps) and knee_step is None:
         busiest = max(cpu_share if math.isfinite(cpu_share) else 0.0, 0.0)
         return Diagnosis(
