@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
+from app.experiment.processes import stop
+
 INSTALL_HINT = (
     "Prometheus is not installed: on Debian/Ubuntu `apt-get install prometheus` (do not enable its service; "
     "fleetbed runs the binary itself), elsewhere download it from prometheus.io and put `prometheus` on PATH"
@@ -136,13 +138,7 @@ class LocalPrometheus:
     def stop(self) -> None:
         if self.process is None:
             return
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop(self.process, STOP_TIMEOUT_S)
         self.process = None
 
     def __enter__(self) -> LocalPrometheus:

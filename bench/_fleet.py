@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -19,6 +18,7 @@ import asyncpg
 
 from app.db.migrations import migrate
 from app.embedded_db import EmbeddedPostgres
+from app.experiment.processes import stop
 from app.tokens import issue_device_token
 from bench._servers import SECRET
 
@@ -66,12 +66,6 @@ async def register_devices(url: str, count: int) -> list[str]:
     return [issue_device_token(SECRET, device_id, 86_400).token for device_id in ids]
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def wait_ready(url: str, timeout_s: float = 60) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -90,12 +84,7 @@ def process(command: list[str], ready_url: str, env: dict[str, str] | None = Non
         wait_ready(ready_url)
         yield proc
     finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc, 30)
 
 
 def service(

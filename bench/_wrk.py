@@ -38,40 +38,31 @@ def run_wrk(url: str, script: Path | None, seconds: int = 10, connections: int =
     return WrkResult(rps, p50, p99, int(non_2xx[1]) if non_2xx else 0)
 
 
-def lua_list(tokens: list[str]) -> str:
-    return ",\n".join(f'"{token}"' for token in tokens)
-
-
-def get_script(path: Path, tokens: list[str]) -> Path:
-    """GET /command, cycling through device tokens."""
-    listed = lua_list(tokens)
+def request_script(path: Path, tokens: list[str], request_body: str) -> Path:
+    """A wrk script whose `request` runs `request_body` (Lua) with `tokens` and a request counter `n` in scope."""
+    listed = ",\n".join(f'"{token}"' for token in tokens)
     path.write_text(
-        f"""
-local tokens = {{
-{listed}
-}}
-local n = 0
-request = function()
-  n = n + 1
-  return wrk.format("GET", "/command", {{["Authorization"] = "Bearer " .. tokens[n % #tokens + 1]}})
-end
-"""
+        f"local tokens = {{\n{listed}\n}}\nlocal n = 0\nrequest = function()\n  n = n + 1\n{request_body}end\n"
     )
     return path
 
 
+def get_script(path: Path, tokens: list[str]) -> Path:
+    """GET /command, cycling through device tokens."""
+    return request_script(
+        path,
+        tokens,
+        """  return wrk.format("GET", "/command", {["Authorization"] = "Bearer " .. tokens[n % #tokens + 1]})
+""",
+    )
+
+
 def post_script(path: Path, tokens: list[str], start_epoch: int) -> Path:
     """POST /measurement: device n % len(tokens), each device's time one second later per round: no duplicates."""
-    listed = lua_list(tokens)
-    path.write_text(
-        f"""
-local tokens = {{
-{listed}
-}}
-local n = 0
-request = function()
-  n = n + 1
-  local device = n % #tokens + 1
+    return request_script(
+        path,
+        tokens,
+        f"""  local device = n % #tokens + 1
   local t = {start_epoch} + math.floor(n / #tokens)
   local body = string.format(
     '{{"time":"%s","charge_now":%d,"charge_full":1000,"charge_rate":-2.5,"ambient_temp":21.5,' ..
@@ -79,7 +70,5 @@ request = function()
     os.date("!%Y-%m-%dT%H:%M:%SZ", t), n % 1000, 20 + (n % 80), n % 101)
   return wrk.format("POST", "/measurement",
     {{["Authorization"] = "Bearer " .. tokens[device], ["Content-Type"] = "application/json"}}, body)
-end
-"""
+""",
     )
-    return path

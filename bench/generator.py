@@ -23,14 +23,10 @@ import sys
 import time
 from pathlib import Path
 
+from app.experiment.processes import free_port
+
 HERE = Path(__file__).resolve().parent
 LAG_LIMIT_MS = 250.0
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def pin(pid: int, cpu: int) -> None:

@@ -28,6 +28,7 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
+from app.experiment.processes import stop as stop_process
 from tests.conftest import OPERATOR_TOKEN
 from tests.support.processes import fleetbed_command
 from tests.support.requirements import missing
@@ -146,13 +147,7 @@ def started(
     try:
         yield process
     finally:
-        if process.poll() is None:
-            process.send_signal(stop)
-            try:
-                process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_process(process, 60, stop)
 
 
 def wait_for(what: str, seen: Callable[[], set[str]], expected: set[str], timeout_s: float = 90.0) -> None:

@@ -3,6 +3,7 @@ fleetbed, which then stops them in order and can still write its report. Always 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -14,6 +15,7 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 STOP_TIMEOUT_S = 20.0
 
@@ -32,10 +34,12 @@ def fleetbed_args(*args: str) -> list[str]:
     return [sys.executable, "-m", "app", *args]
 
 
-def stop(process: subprocess.Popen[bytes], timeout_s: float = STOP_TIMEOUT_S) -> None:
-    """SIGTERM (a graceful stop for the service, Locust and Prometheus), then SIGKILL after `timeout_s`."""
+def stop(process: subprocess.Popen[Any], timeout_s: float = STOP_TIMEOUT_S, signum: int = signal.SIGTERM) -> None:
+    """SIGTERM (a graceful stop for the service, Locust and Prometheus), or `signum`, then SIGKILL after
+    `timeout_s`."""
     if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
+        with contextlib.suppress(ProcessLookupError):
+            process.send_signal(signum)
         try:
             process.wait(timeout_s)
         except subprocess.TimeoutExpired:

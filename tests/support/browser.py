@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import itertools
+import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -18,6 +21,7 @@ from typing import Any
 
 import aiohttp
 
+from app.experiment.processes import stop
 from tests.support.requirements import missing
 
 FLAGS = [
@@ -82,7 +86,10 @@ def _errors(events: list[dict[str, Any]]) -> list[str]:
 def _start(binary: str, profile: Path) -> subprocess.Popen[bytes]:
     with (profile / "chromium.log").open("wb") as log:
         return subprocess.Popen(
-            [binary, *FLAGS, f"--user-data-dir={profile}", "about:blank"], stdout=log, stderr=subprocess.STDOUT
+            [binary, *FLAGS, f"--user-data-dir={profile}", "about:blank"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: the helpers it forks go with it
         )
 
 
@@ -90,7 +97,8 @@ def _start(binary: str, profile: Path) -> subprocess.Popen[bytes]:
 async def running_chromium() -> AsyncIterator[int]:
     """Chromium with a fresh profile; yields its DevTools port."""
     binary = chromium_binary()
-    with tempfile.TemporaryDirectory(prefix="fleetbed-chromium-") as profile:
+    # Chromium's helpers may still be writing to the profile as it is removed: that must not fail the test.
+    with tempfile.TemporaryDirectory(prefix="fleetbed-chromium-", ignore_cleanup_errors=True) as profile:
         process = _start(binary, Path(profile))
         try:
             port_file = Path(profile) / "DevToolsActivePort"
@@ -101,12 +109,9 @@ async def running_chromium() -> AsyncIterator[int]:
                 await asyncio.sleep(0.1)
             yield int(port_file.read_text().split()[0])
         finally:
-            process.terminate()
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop(process, 10)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
 
 
 async def visit(page_uri: str, expression: str) -> PageVisit:

@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 
+from app.experiment.processes import stop
 from app.prometheus_server import INSTALL_HINT, LocalPrometheus, ScrapeTargets, prometheus_binary, write_local_config
 from tests.support import postgres as pg
 from tests.support.processes import free_port, running_fleetbed
@@ -72,13 +73,7 @@ def background(args: list[str], log: Path, env: dict[str, str] | None = None) ->
     try:
         yield process
     finally:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop(process, 10)
 
 
 def exporter(*names: str) -> str:

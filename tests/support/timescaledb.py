@@ -15,7 +15,6 @@ import hashlib
 import os
 import queue
 import shutil
-import signal
 import subprocess
 import tempfile
 import threading
@@ -24,6 +23,8 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Protocol
+
+from app.experiment.processes import stop
 
 SERVER_DIR = Path(__file__).resolve().parent.parent / "timescaledb"
 SERVER_SCRIPT = SERVER_DIR / "server.mjs"
@@ -183,14 +184,7 @@ def _stop(proc: subprocess.Popen[str]) -> None:
     if proc.stdin is not None:
         with contextlib.suppress(OSError):
             proc.stdin.close()
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=_TERMINATE_GRACE_SECONDS)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    stop(proc, _TERMINATE_GRACE_SECONDS)
 
 
 # What the suite does with the server: migrate it once, and empty it between tests. PGlite is one session with
