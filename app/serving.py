@@ -7,12 +7,14 @@ serves its registry on a private Unix socket in a directory this supervisor crea
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import multiprocessing
 import os
 import shutil
 import signal
 import tempfile
+from collections.abc import AsyncIterator
 from pathlib import Path
 from types import FrameType
 
@@ -27,6 +29,7 @@ from app.worker_metrics import WorkerSlot, serve_worker_metrics
 log = logging.getLogger(__name__)
 
 SHUTDOWN_TIMEOUT_S = 30.0
+SUPERVISOR_CHECK_S = 1.0
 
 
 def use_uvloop() -> bool:
@@ -39,13 +42,35 @@ def use_uvloop() -> bool:
     return True
 
 
-def run_worker(settings: Settings, slot: WorkerSlot | None = None) -> None:
+def stop_with_supervisor(app: web.Application, supervisor_pid: int) -> None:
+    """A worker whose supervisor is gone (killed outright, so it could not pass the stop on) stops as if sent
+    SIGTERM: an orphaned worker would go on serving the port with nothing left to stop it."""
+
+    async def watch() -> None:
+        while os.getppid() == supervisor_pid:  # noqa: ASYNC110  (a parent's death has no event to await)
+            await asyncio.sleep(SUPERVISOR_CHECK_S)
+        log.warning("the supervisor (pid %d) is gone: stopping this worker", supervisor_pid)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    async def watching(app: web.Application) -> AsyncIterator[None]:
+        task = asyncio.create_task(watch())
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    app.cleanup_ctx.append(watching)
+
+
+def run_worker(settings: Settings, slot: WorkerSlot | None = None, supervisor_pid: int | None = None) -> None:
     """Serve in this process until SIGINT/SIGTERM; aiohttp stops accepting, finishes requests, runs cleanups."""
     use_uvloop()
     quiet_client_protocol_errors()
     app = create_app(settings)
     if slot is not None:
         serve_worker_metrics(app, app[METRICS].registry, slot)
+    if supervisor_pid is not None:
+        stop_with_supervisor(app, supervisor_pid)
     web.run_app(
         app,
         host=settings.host,
@@ -74,7 +99,7 @@ def supervise(settings: Settings, socket_dir: Path) -> None:
     workers = [
         context.Process(
             target=run_worker,
-            args=(settings, WorkerSlot(n, settings.workers, socket_dir)),
+            args=(settings, WorkerSlot(n, settings.workers, socket_dir), os.getpid()),
             name=f"fleetbed-worker-{n}",
         )
         for n in range(settings.workers)

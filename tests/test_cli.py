@@ -111,6 +111,20 @@ async def test_two_workers_share_one_port(pg_url: str, data_dir: Path) -> None:
     assert await scalar(pg_url, "SELECT count(*) FROM device") == 20
 
 
+async def test_workers_stop_when_their_supervisor_is_killed(pg_url: str, data_dir: Path) -> None:
+    """`kill -9` of the supervisor cannot pass SIGTERM on: its workers notice and stop, freeing the port."""
+    port = free_port()
+    env = {"FLEETBED_DATABASE_URL": pg_url, "FLEETBED_DATA_DIR": str(data_dir), "FLEETBED_PORT": str(port)}
+    with running_fleetbed(["serve", "--workers", "2"], env, port) as process:
+        assert wait_for_listeners(process.pid, port) == 2
+        workers = psutil.Process(process.pid).children()
+        process.kill()
+        process.wait(10)
+        _, alive = psutil.wait_procs(workers, timeout=30)
+        assert alive == [], "no worker outlives its supervisor"
+        assert not port_open(port)
+
+
 def wait_for_listeners(pid: int, port: int, expected: int = 2, timeout_s: float = 30.0) -> int:
     """How many child processes of `pid` listen on `port`, once `expected` do or the time is up."""
     deadline = time.monotonic() + timeout_s
