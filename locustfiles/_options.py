@@ -49,12 +49,19 @@ def add_fleet_options(parser: Any) -> None:
     )
     parser.add_argument(
         "--shape",
-        choices=["constant", "step", "until-failure"],
+        choices=["constant", "step", "until-failure", "follow"],
         default="constant",
         env_var="LOCUST_SHAPE",
         include_in_web_ui=True,
         help="constant: -u users; step: add --step-users every --step-seconds; until-failure: step "
-        "until the SLO breaks for --failure-checks consecutive steps, then stop",
+        "until the SLO breaks for --failure-checks consecutive steps, then stop; follow: the user count in "
+        "--users-file",
+    )
+    parser.add_argument(
+        "--users-file",
+        default="",
+        env_var="LOCUST_USERS_FILE",
+        help="follow: a file holding 'USERS SPAWN_RATE' (re-read every second) or 'stop'",
     )
     parser.add_argument("--step-users", type=int, default=10, env_var="LOCUST_STEP_USERS", include_in_web_ui=True)
     parser.add_argument(

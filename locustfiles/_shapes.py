@@ -3,7 +3,9 @@
 - `constant`: `-u` users (`-r` per second) for `--run-time`;
 - `step`: `--step-users` more every `--step-seconds`, up to `--max-users`, for `--run-time`;
 - `until-failure`: the step ramp, checking the SLO (`--slo`) over each finished step; after `--failure-checks`
-  consecutive failed checks it stops and records the last step that passed as the capacity.
+  consecutive failed checks it stops and records the last step that passed as the capacity;
+- `follow`: the user count written in `--users-file` (`USERS SPAWN_RATE`, re-read every tick), until the file
+  says `stop`: how `fleetbed experiment` steers its capacity search, judging each step itself.
 
 One user carries `--devices-per-user` devices, so devices = users x devices per user.
 """
@@ -11,11 +13,13 @@ One user carries `--devices-per-user` devices, so devices = users x devices per 
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from dataclasses import dataclass, field
 
 from _slo import CheckResult, EntryStats, evaluate, parse_slo, window
 from _stats_view import entries
 from locust import LoadTestShape
+from locust import stats as locust_stats
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +58,8 @@ class FleetShape(LoadTestShape):
         spawn_rate = float(options.spawn_rate or 1)
         if options.shape == "constant":
             return int(options.num_users or 1), spawn_rate
+        if options.shape == "follow":
+            return self._follow(options.users_file, spawn_rate)
         step = int(run_time // options.step_seconds)
         users = options.step_users * (step + 1)
         if options.max_users:
@@ -64,6 +70,19 @@ class FleetShape(LoadTestShape):
             self._current_step = step
             self._step_started_stats = entries(self.runner.stats)
         return users, max(spawn_rate, options.step_users / max(1.0, options.step_seconds / 4))
+
+    def _follow(self, path: str, spawn_rate: float) -> tuple[int, float] | None:
+        # The follower's steps are judged from the stats history while it is written: flush it every second.
+        locust_stats.CSV_STATS_FLUSH_INTERVAL_SEC = 1
+        try:
+            words = Path(path).read_text().split()
+        except OSError:
+            words = []
+        if words[:1] == ["stop"]:
+            return None
+        if len(words) < 2:  # not written yet, or caught mid-write: hold what runs
+            return (self.runner.target_user_count if self.runner else 0) or 0, spawn_rate
+        return int(words[0]), float(words[1])
 
     def _check_step(self, options: object) -> bool:
         """Judge the step that just ended; False when the ramp must stop."""

@@ -1,9 +1,16 @@
-"""Per-step figures of a run (numpy), the capacity (the largest fleet that met the SLO) and the knee.
+"""Per-step figures of a run (numpy), and the verdict drawn from them: the capacity, the knee, how sure it is.
 
-A step is a stretch of constant user count lasting at least `MIN_STEP_S`; its first third is left out of the
-latency figures (devices are still spreading over their interval). Latency percentiles come from Locust's
-10-second windows (`--csv-full-history`): per request name, weighted by its rate, then the median over the step,
-so they are close to but not exactly the percentiles of all the step's requests.
+A step is a stretch of constant devices. The capacity search records its steps' judged windows in the plan (it
+waits for the fleet to settle before each); for other runs a step is a stretch of constant users lasting at least
+`MIN_STEP_S`, whose first third is left out of the latency figures (devices are still spreading over their
+interval). Warm-up (logins, the spawn burst) lies outside every judged window: reported, never judged.
+Latency percentiles come from Locust's 10-second windows (`--csv-full-history`): per request name, weighted by
+its rate, then the median over the step, so they are close to but not exactly the percentiles of all the step's
+requests.
+
+Capacity is the largest fleet that met the SLO below the smallest fleet that broke it (a confirmation step that
+broke lowers it). The knee is the first fleet where a latency objective lost a part of its headroom that matters
+(`KNEE_SLO_SHARE` of its limit, not a few milliseconds of noise), or throughput stopped following the fleet.
 """
 
 from __future__ import annotations
@@ -18,9 +25,12 @@ import numpy as np
 from app.experiment.records import EntryHistory, RunRecords
 
 MIN_STEP_S = 4.0
-KNEE_LATENCY_FACTOR = 2.0
-KNEE_LATENCY_MARGIN_MS = 25.0
+KNEE_SLO_SHARE = 0.25  # a rise above the first step of a quarter of an objective's limit is a knee
+KNEE_LATENCY_FACTOR = 2.0  # without a latency objective: p95 doubling ...
+KNEE_LATENCY_MARGIN_MS = 25.0  # ... and by more than this
 KNEE_EFFICIENCY = 0.85
+# Latency objectives the knee can read from a step's figures.
+_KNEE_FIELDS = {"p50": "p50_ms", "p95": "p95_ms", "p99": "p99_ms", "lag_p99": "lag_p99_ms"}
 _SLO_ITEM = re.compile(
     r"^(?P<metric>lag_p\d+(?:\.\d+)?|p\d+(?:\.\d+)?|failures)(?:\[(?P<name>[^\]]+)\])?=(?P<limit>.+)$"
 )
@@ -52,6 +62,7 @@ class StepFigures:
     server_ms: float
     slo_passed: bool
     slo_failures: list[str]
+    role: str = "step"  # step (a ramp's), search, refine (the capacity search's) or confirm
 
 
 def _window(entry: EntryHistory, start: float, end: float) -> np.ndarray:
@@ -149,79 +160,166 @@ def step_windows(records: RunRecords) -> list[tuple[int, float, float]]:
     return windows
 
 
+def judged_windows(records: RunRecords) -> list[tuple[int, float, float, float, str]]:
+    """(users, start, end, judged from, role) of each step: the search's recorded windows, else detected ones."""
+    recorded = records.plan.get("steps")
+    if recorded:
+        return [
+            (int(one["users"]), float(one["start"]), float(one["end"]), float(one["start"]), str(one["role"]))
+            for one in recorded
+        ]
+    return [(users, start, end, start + (end - start) / 3, "step") for users, start, end in step_windows(records)]
+
+
 def step_figures(records: RunRecords, slo: str) -> list[StepFigures]:
+    objectives = parse_slo(slo)
+    return [
+        figures(records, objectives, users, start, end, judged_from, role)
+        for users, start, end, judged_from, role in judged_windows(records)
+    ]
+
+
+def figures(
+    records: RunRecords,
+    objectives: list[tuple[str, str | None, float]],
+    users: int,
+    start: float,
+    end: float,
+    settled: float,
+    role: str = "step",
+) -> StepFigures:
+    """One step's figures: counts over [start, end], latency and the SLO over [settled, end]."""
     per_user = int(records.plan.get("devices_per_user", 1) or 1)
     workers = int(records.plan.get("workers", 1) or 1)
-    objectives = parse_slo(slo)
     resources = records.resources
-    steps = []
-    for users, start, end in step_windows(records):
-        settled = start + (end - start) / 3
-        requests = sum(_count_delta(e.total_requests, e.timestamp, start, end) for e in records.entries)
-        failures = sum(_count_delta(e.total_failures, e.timestamp, start, end) for e in records.entries)
-        broken = []
-        for metric, name, limit in objectives:
-            value = _slo_value(records, metric, name, settled, end)
-            if math.isfinite(value) and value > limit:
-                label = f"{metric}[{name}]" if name else metric
-                broken.append(f"{label}={value:.3g} > {limit:g}")
-        lag = math.nan if records.lag is None else _weighted_percentile([records.lag], "p99", settled, end)
-        steps.append(
-            StepFigures(
-                devices=users * per_user,
-                users=users,
-                start=start,
-                end=end,
-                requests=int(requests),
-                failures=int(failures),
-                throughput_rps=requests / max(1.0, end - start),
-                failure_ratio=failures / requests if requests else 0.0,
-                p50_ms=_weighted_percentile(records.entries, "p50", settled, end),
-                p95_ms=_weighted_percentile(records.entries, "p95", settled, end),
-                p99_ms=_weighted_percentile(records.entries, "p99", settled, end),
-                lag_p99_ms=lag,
-                service_cpu_cores=_rate(resources, "service_cpu_seconds", start, end),
-                generator_cpu_cores=_rate(resources, "generator_cpu_seconds", start, end),
-                pool_waiting=_mean(resources, "pool_waiting", start, end),
-                pool_utilisation=_mean(resources, "pool_in_use", start, end)
-                / max(1.0, _mean(resources, "pool_max", start, end)),
-                pool_acquire_ms=_ratio_ms(resources, "pool_acquire_seconds_sum", "pool_acquire_count", start, end),
-                commit_ms=_ratio_ms(resources, "commit_seconds_sum", "commit_count", start, end),
-                gc_fraction=_rate(resources, "gc_pause_seconds_sum", start, end) / workers,
-                loop_lag_ms=_ratio_ms(resources, "loop_lag_seconds_sum", "loop_lag_count", start, end),
-                server_ms=_ratio_ms(resources, "request_seconds_sum", "request_count", start, end),
-                slo_passed=not broken,
-                slo_failures=broken,
-            )
-        )
-    return steps
+    requests = sum(_count_delta(e.total_requests, e.timestamp, start, end) for e in records.entries)
+    failures = sum(_count_delta(e.total_failures, e.timestamp, start, end) for e in records.entries)
+    broken = []
+    for metric, name, limit in objectives:
+        value = _slo_value(records, metric, name, settled, end)
+        if math.isfinite(value) and value > limit:
+            label = f"{metric}[{name}]" if name else metric
+            broken.append(f"{label}={value:.3g} > {limit:g}")
+    lag = math.nan if records.lag is None else _weighted_percentile([records.lag], "p99", settled, end)
+    return StepFigures(
+        devices=users * per_user,
+        users=users,
+        start=start,
+        end=end,
+        requests=int(requests),
+        failures=int(failures),
+        throughput_rps=requests / max(1.0, end - start),
+        failure_ratio=failures / requests if requests else 0.0,
+        p50_ms=_weighted_percentile(records.entries, "p50", settled, end),
+        p95_ms=_weighted_percentile(records.entries, "p95", settled, end),
+        p99_ms=_weighted_percentile(records.entries, "p99", settled, end),
+        lag_p99_ms=lag,
+        service_cpu_cores=_rate(resources, "service_cpu_seconds", start, end),
+        generator_cpu_cores=_rate(resources, "generator_cpu_seconds", start, end),
+        pool_waiting=_mean(resources, "pool_waiting", start, end),
+        pool_utilisation=_mean(resources, "pool_in_use", start, end)
+        / max(1.0, _mean(resources, "pool_max", start, end)),
+        pool_acquire_ms=_ratio_ms(resources, "pool_acquire_seconds_sum", "pool_acquire_count", start, end),
+        commit_ms=_ratio_ms(resources, "commit_seconds_sum", "commit_count", start, end),
+        gc_fraction=_rate(resources, "gc_pause_seconds_sum", start, end) / workers,
+        loop_lag_ms=_ratio_ms(resources, "loop_lag_seconds_sum", "loop_lag_count", start, end),
+        server_ms=_ratio_ms(resources, "request_seconds_sum", "request_count", start, end),
+        slo_passed=not broken,
+        slo_failures=broken,
+        role=role,
+    )
 
 
 def capacity(steps: list[StepFigures]) -> int | None:
-    """The largest fleet whose step met the SLO."""
-    passing = [step.devices for step in steps if step.slo_passed]
+    """The largest fleet that met the SLO below the smallest fleet that broke it (in any of its steps)."""
+    broken = min((step.devices for step in steps if not step.slo_passed), default=math.inf)
+    passing = [step.devices for step in steps if step.slo_passed and step.devices < broken]
     return max(passing) if passing else None
 
 
-def knee(steps: list[StepFigures]) -> StepFigures | None:
-    """The first step where p95 departs from flat, or throughput stops following the fleet."""
-    if len(steps) < 2:
+def _first_per_fleet(steps: list[StepFigures]) -> list[StepFigures]:
+    """One step per fleet size (the first run at it; a confirmation repeats one), smallest fleet first."""
+    first: dict[int, StepFigures] = {}
+    for step in steps:
+        first.setdefault(step.devices, step)
+    return [first[devices] for devices in sorted(first)]
+
+
+def knee(steps: list[StepFigures], slo: str = "") -> StepFigures | None:
+    """The first fleet where latency rose by a share of its objective that matters, or throughput stopped
+    following the fleet."""
+    ordered = _first_per_fleet(steps)
+    if len(ordered) < 2:
         return None
-    base = steps[0]
-    base_p95 = np.nanmin([s.p95_ms for s in steps[:2]]) if any(math.isfinite(s.p95_ms) for s in steps[:2]) else 0.0
+    base = ordered[0]
+    # The rise that makes a knee, per latency figure: a share of its objective's limit.
+    rises = {
+        _KNEE_FIELDS[metric]: KNEE_SLO_SHARE * limit
+        for metric, name, limit in parse_slo(slo)
+        if name is None and metric in _KNEE_FIELDS
+    }
+    if not rises:  # no latency objective: p95 doubling, by a margin
+        base_p95 = base.p95_ms if math.isfinite(base.p95_ms) else 0.0
+        rises = {"p95_ms": max((KNEE_LATENCY_FACTOR - 1) * base_p95, KNEE_LATENCY_MARGIN_MS)}
     base_per_device = base.throughput_rps / max(1, base.devices)
-    for step in steps[1:]:
-        latency_up = math.isfinite(step.p95_ms) and step.p95_ms > max(
-            KNEE_LATENCY_FACTOR * base_p95, base_p95 + KNEE_LATENCY_MARGIN_MS
-        )
+    for step in ordered[1:]:
+        for field, rise in rises.items():
+            now, before = getattr(step, field), getattr(base, field)
+            if math.isfinite(now) and now - (before if math.isfinite(before) else 0.0) > rise:
+                return step
         per_device = step.throughput_rps / max(1, step.devices)
-        if latency_up or (base_per_device > 0 and per_device < KNEE_EFFICIENCY * base_per_device):
+        if base_per_device > 0 and per_device < KNEE_EFFICIENCY * base_per_device:
             return step
     return None
+
+
+@dataclass(frozen=True)
+class Confidence:
+    """How sure the capacity is: the steps behind it, the gap to the first broken fleet, and the repeats."""
+
+    steps_judged: int
+    broken_devices: int | None  # the smallest fleet that broke the SLO
+    gap: float | None  # (broken - capacity) / capacity: the search's resolution
+    confirmed: bool | None  # a confirmation step at the capacity held (None: none ran)
+    repeat_throughput_change: float | None  # confirmation against the first step at the same fleet
+    repeat_p95_change_ms: float | None
+    sentence: str
+
+
+def confidence(steps: list[StepFigures], found: int | None) -> Confidence:
+    broken = min((step.devices for step in steps if not step.slo_passed), default=None)
+    gap = None if found is None or broken is None else (broken - found) / found
+    at_capacity = [step for step in steps if step.devices == found]
+    confirms = [step for step in at_capacity if step.role == "confirm"]
+    confirmed = None if not confirms else all(step.slo_passed for step in confirms)
+    throughput_change = p95_change = None
+    if len(at_capacity) >= 2:
+        first, last = at_capacity[0], at_capacity[-1]
+        throughput_change = last.throughput_rps / first.throughput_rps - 1 if first.throughput_rps else None
+        p95_change = last.p95_ms - first.p95_ms if math.isfinite(last.p95_ms - first.p95_ms) else None
+    parts = [f"{len(steps)} step(s) judged"]
+    if found is not None and broken is not None:
+        parts.append(f"the limit lies between {found:,} devices (held) and {broken:,} (broke), a {gap:.0%} gap")
+    elif found is not None:
+        parts.append(f"nothing broke up to {found:,} devices: the capacity is at least that")
+    if confirmed is not None:
+        repeat = ""
+        if throughput_change is not None:
+            repeat = f"; the repeat's throughput differed by {throughput_change:+.0%}"
+            if p95_change is not None:
+                repeat += f" and its p95 by {p95_change:+.0f} ms"
+        parts.append(f"a confirmation at {found:,} devices {'held' if confirmed else 'broke'} the SLO{repeat}")
+    for step in steps:
+        if step.role == "confirm" and not step.slo_passed:
+            parts.append(f"a confirmation at {step.devices:,} devices broke the SLO, so the capacity is lower")
+    return Confidence(len(steps), broken, gap, confirmed, throughput_change, p95_change, "; ".join(parts) + ".")
 
 
 def as_json(step: StepFigures) -> dict[str, Any]:
     return {key: (None if isinstance(v, float) and not math.isfinite(v) else v) for key, v in asdict(step).items()}
 
 
-__all__ = ["StepFigures", "as_json", "capacity", "knee", "parse_slo", "step_figures", "step_windows"]
+__all__ = [
+    "Confidence", "StepFigures", "as_json", "capacity", "confidence", "figures", "judged_windows", "knee",
+    "parse_slo", "step_figures", "step_windows",
+]  # fmt: skip

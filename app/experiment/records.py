@@ -4,6 +4,7 @@ second with `--csv-full-history`), the sampled resources (`resources.csv`) and t
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 from dataclasses import dataclass
@@ -71,11 +72,16 @@ def _history(method: str, name: str, rows: list[dict[str, str]]) -> EntryHistory
     )
 
 
+def _complete_lines(path: Path) -> io.StringIO:
+    """The file up to its last complete line: a run still being written is read as far as it is whole."""
+    text = path.read_text()
+    return io.StringIO(text[: text.rfind("\n") + 1], newline="")
+
+
 def read_history(path: Path) -> tuple[list[EntryHistory], EntryHistory, EntryHistory | None]:
     grouped: dict[tuple[str, str], list[dict[str, str]]] = {}
-    with path.open(newline="") as source:
-        for row in csv.DictReader(source):
-            grouped.setdefault((row["Type"], row["Name"]), []).append(row)
+    for row in csv.DictReader(_complete_lines(path)):
+        grouped.setdefault((row["Type"], row["Name"]), []).append(row)
     aggregated_rows = grouped.pop(("", AGGREGATED), None)
     if not aggregated_rows:
         raise RunDirectoryError(f"{path}: no Aggregated rows (did Locust run with --csv and --csv-full-history?)")
@@ -87,8 +93,7 @@ def read_history(path: Path) -> tuple[list[EntryHistory], EntryHistory, EntryHis
 def read_resources(path: Path) -> dict[str, np.ndarray]:
     if not path.exists():
         return {}
-    with path.open(newline="") as source:
-        rows = list(csv.DictReader(source))
+    rows = list(csv.DictReader(_complete_lines(path)))
     if not rows:
         return {}
     return {key: np.array([_number(row[key]) for row in rows], dtype=float) for key in rows[0]}

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from app.experiment.analysis import StepFigures, as_json, capacity, knee, step_figures
+from app.experiment.analysis import StepFigures, as_json, capacity, confidence, knee, step_figures
 from app.experiment.diagnosis import Diagnosis, diagnose
 from app.experiment.plots import Series, line_chart
 from app.experiment.records import RunRecords, read_run
@@ -50,7 +50,7 @@ def build_summary(records: RunRecords) -> tuple[dict[str, Any], list[StepFigures
     plan = records.plan
     slo = str(plan.get("slo") or DEFAULT_SLO)
     steps = step_figures(records, slo)
-    knee_step = knee(steps)
+    knee_step = knee(steps, slo)
     diagnosis = diagnose(steps, knee_step, int(plan.get("workers", 1) or 1))
     found = capacity(steps)
     summary = {
@@ -60,6 +60,7 @@ def build_summary(records: RunRecords) -> tuple[dict[str, Any], list[StepFigures
         "capacity_devices": found,
         "knee_devices": None if knee_step is None else knee_step.devices,
         "bottleneck": asdict(diagnosis),
+        "confidence": asdict(confidence(steps, found)),
         "steps": [as_json(step) for step in steps],
         "totals": {
             "requests": int(sum(step.requests for step in steps)),

@@ -1,9 +1,10 @@
 """`fleetbed experiment`: the whole run on one machine, from an empty data directory to `report.html`.
 
 Order: database (embedded or FLEETBED_DATABASE_URL), migrations, the service (`--workers`), Prometheus when the
-binary exists, the resource sampler, then Locust headless with the fleet's locustfile and shape. When Locust ends
-(or on Ctrl-C) the sampler stops, Prometheus's range is exported, and the report is written; everything started
-is stopped on the way out, whatever happened.
+binary exists, the resource sampler, then Locust headless with the fleet's locustfile and shape: a constant fleet,
+a step ramp, or (the default) the capacity search of `search.py`, which steers Locust's `follow` shape step by
+step. When Locust ends (or on Ctrl-C) the sampler stops, Prometheus's range is exported, and the report is
+written; everything started is stopped on the way out, whatever happened.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from app.experiment.processes import child, fleetbed_args, free_port, stop, wait
 from app.experiment.progress import ProgressLine
 from app.experiment.report_html import write_report
 from app.experiment.sampler import ResourceSampler
+from app.experiment.search import CapacitySearch, SearchPlan
 from app.prometheus_export import ExportError, export_series, write_tidy
 from app.prometheus_server import LocalPrometheus, PrometheusError, ScrapeTargets, prometheus_binary, write_local_config
 from app.settings import Settings
@@ -33,6 +35,8 @@ LOCUSTFILE = Path(__file__).resolve().parents[2] / "locustfiles" / "kettle.py"
 EXPORT_STEP_MS = 1000
 LOCUST_STOP_TIMEOUT_S = 30.0
 INTERRUPTED = 130
+SEARCH_TARGET_FILE = "fleet-target.txt"
+SEARCH_SAFETY_S = 900.0  # Locust's own run-time limit under the search, should the search never finish
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,7 @@ class ExperimentPlan:
     interval_s: float
     connections_per_user: int = 0
     prometheus: bool = True
+    search: SearchPlan | None = None  # the capacity search (then devices, duration and steps are unused)
 
     def users(self, devices: int) -> int:
         return max(1, math.ceil(devices / self.devices_per_user))
@@ -64,6 +69,12 @@ def locust_args(plan: ExperimentPlan, service_url: str, metrics_port: int) -> li
     ]  # fmt: skip
     if plan.connections_per_user:
         args += ["--connections-per-user", str(plan.connections_per_user)]
+    if plan.search is not None:
+        # The search judges every step itself; Locust's whole-run verdict would mix the steps that broke.
+        args.remove("--slo")
+        args.remove(plan.slo)
+        target = plan.out.resolve() / SEARCH_TARGET_FILE
+        return [*args, "--shape", "follow", "--users-file", str(target), "-t", f"{SEARCH_SAFETY_S:.0f}s"]
     if plan.step_devices or plan.until_failure:
         step_users = plan.users(plan.step_devices or max(1, plan.devices // 5))
         args += ["--shape", "until-failure" if plan.until_failure else "step", "--step-users", str(step_users),
@@ -132,13 +143,19 @@ def run_experiment(settings: Settings, plan: ExperimentPlan) -> int:
         sampler = ResourceSampler(plan.out / "resources.csv", f"{service_url}/metrics").start()
         stack.callback(sampler.stop)
         record["started_at"] = time.time()
+        search = None
+        if plan.search is not None:
+            search = CapacitySearch(
+                plan.search, plan.out, plan.out / SEARCH_TARGET_FILE, plan.devices_per_user, plan.slo, record
+            )
+            search.start()
         locust_log = plan.out / "locust.log"
         locust = stack.enter_context(
             child(locust_args(plan, service_url, metrics_port), locust_log, {**env, "PYTHONUNBUFFERED": "1"}, plan.out)
         )
         sampler.generator_pid = locust.pid
         progress = ProgressLine(f"http://127.0.0.1:{metrics_port}/metrics", log, plan.duration_s)
-        locust_code = wait_for_locust(locust, progress, record)
+        locust_code = wait_for_locust(locust, progress, record, search)
         record["ended_at"] = time.time()
         record["locust_exit_code"] = locust_code
         sampler.stop()
@@ -151,10 +168,14 @@ def run_experiment(settings: Settings, plan: ExperimentPlan) -> int:
     return finish(plan, record, locust_log)
 
 
-def wait_for_locust(locust: subprocess.Popen[bytes], progress: ProgressLine, record: dict[str, Any]) -> int:
+def wait_for_locust(
+    locust: subprocess.Popen[bytes], progress: ProgressLine, record: dict[str, Any], search: CapacitySearch | None
+) -> int:
     try:
         while locust.poll() is None:
             progress.update()
+            if search is not None:
+                search.poll()
             time.sleep(1.0)
     except KeyboardInterrupt:
         record["interrupted"] = True
@@ -181,14 +202,19 @@ def finish(plan: ExperimentPlan, record: dict[str, Any], locust_log: Path) -> in
         print(f"fleetbed experiment: no report: {exc}\n--- locust.log (tail) ---\n{tail}", file=sys.stderr)
         return 1
     print(f"\n{summary['bottleneck']['sentence']}", file=sys.stderr)
-    capacity = summary["capacity_devices"]
+    capacity, knee = summary["capacity_devices"], summary["knee_devices"]
     print(
-        f"capacity: {'none found' if capacity is None else f'{capacity:,} devices'}; SLO "
+        f"capacity: {'none found' if capacity is None else f'{capacity:,} devices'}; "
+        f"knee: {'not reached' if knee is None else f'{knee:,} devices'}; SLO "
         f"{'held' if summary['slo_held'] else 'broken'}; report: {plan.out / 'report.html'}",
         file=sys.stderr,
     )
+    if plan.search is not None:
+        print(f"how sure: {summary['confidence']['sentence']}", file=sys.stderr)
     if record["interrupted"]:
         return INTERRUPTED
+    if plan.search is not None:
+        return 0 if capacity is not None else 1
     code = int(record["locust_exit_code"])
     if code not in (0, 1):
         tail = locust_log.read_text(errors="replace")[-3000:]
