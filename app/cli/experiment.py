@@ -13,7 +13,7 @@ from typing import Any
 
 from app.cli._arguments import parse_duration_s
 from app.experiment.analysis import parse_slo
-from app.experiment.report_html import DEFAULT_SLO
+from app.experiment.summary import DEFAULT_SLO
 from app.settings import Settings
 
 DEFAULT_DEVICES = 200

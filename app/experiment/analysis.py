@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -63,6 +63,7 @@ class StepFigures:
     slo_passed: bool
     slo_failures: list[str]
     role: str = "step"  # step (a ramp's), search, refine (the capacity search's) or confirm
+    slo_checks: list[dict[str, Any]] = field(default_factory=list)  # objective, value, limit, passed
 
 
 def _window(entry: EntryHistory, start: float, end: float) -> np.ndarray:
@@ -194,11 +195,14 @@ def figures(
     resources = records.resources
     requests = sum(_count_delta(e.total_requests, e.timestamp, start, end) for e in records.entries)
     failures = sum(_count_delta(e.total_failures, e.timestamp, start, end) for e in records.entries)
-    broken = []
+    broken, checks = [], []
     for metric, name, limit in objectives:
         value = _slo_value(records, metric, name, settled, end)
-        if math.isfinite(value) and value > limit:
-            label = f"{metric}[{name}]" if name else metric
+        label = f"{metric}[{name}]" if name else metric
+        passed = not (math.isfinite(value) and value > limit)
+        checks.append({"objective": label, "value": value if math.isfinite(value) else None, "limit": limit,
+                       "passed": passed})  # fmt: skip
+        if not passed:
             broken.append(f"{label}={value:.3g} > {limit:g}")
     lag = math.nan if records.lag is None else _weighted_percentile([records.lag], "p99", settled, end)
     return StepFigures(
@@ -227,6 +231,7 @@ def figures(
         slo_passed=not broken,
         slo_failures=broken,
         role=role,
+        slo_checks=checks,
     )
 
 
@@ -263,8 +268,8 @@ def knee(steps: list[StepFigures], slo: str = "") -> StepFigures | None:
         rises = {"p95_ms": max((KNEE_LATENCY_FACTOR - 1) * base_p95, KNEE_LATENCY_MARGIN_MS)}
     base_per_device = base.throughput_rps / max(1, base.devices)
     for step in ordered[1:]:
-        for field, rise in rises.items():
-            now, before = getattr(step, field), getattr(base, field)
+        for name, rise in rises.items():
+            now, before = getattr(step, name), getattr(base, name)
             if math.isfinite(now) and now - (before if math.isfinite(before) else 0.0) > rise:
                 return step
         per_device = step.throughput_rps / max(1, step.devices)

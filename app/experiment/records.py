@@ -7,7 +7,7 @@ import csv
 import io
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,13 @@ HISTORY_FILE = "locust_stats_history.csv"
 RESOURCES_FILE = "resources.csv"
 PLAN_FILE = "experiment.json"
 PERCENTILE_COLUMNS = {"p50": "50%", "p95": "95%", "p99": "99%"}
+STATS_FILE = "locust_stats.csv"
+PROMETHEUS_FILE = "prometheus.csv"
+# Series of the Prometheus export that only it has (hosts and the database, when their exporters were scraped).
+PROMETHEUS_ONLY = ("host_iowait", "postgres_commits_rate")
+# Locust's whole-run percentile columns, as (percent, header), for the distribution and the statistics table.
+DISTRIBUTION_COLUMNS = [(50.0, "50%"), (66.0, "66%"), (75.0, "75%"), (80.0, "80%"), (90.0, "90%"), (95.0, "95%"),
+                        (98.0, "98%"), (99.0, "99%"), (99.9, "99.9%"), (99.99, "99.99%"), (100.0, "100%")]  # fmt: skip
 
 
 class RunDirectoryError(ValueError):
@@ -40,12 +47,28 @@ class EntryHistory:
 
 
 @dataclass(frozen=True)
+class EndpointStats:
+    """One request name over the whole run (`locust_stats.csv`); times in ms, `percentiles` percent -> ms."""
+
+    method: str
+    name: str
+    requests: int
+    failures: int
+    min_ms: float
+    max_ms: float
+    rps: float
+    percentiles: dict[float, float]
+
+
+@dataclass(frozen=True)
 class RunRecords:
     plan: dict[str, Any]
     entries: list[EntryHistory]  # requests only: no LAG, no Aggregated
     aggregated: EntryHistory
     lag: EntryHistory | None
     resources: dict[str, np.ndarray]  # column -> values, aligned on resources["timestamp"]
+    endpoints: list[EndpointStats] = field(default_factory=list)  # requests only, as entries
+    prometheus: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # query -> (times, values)
 
 
 def _number(text: str) -> float:
@@ -99,6 +122,45 @@ def read_resources(path: Path) -> dict[str, np.ndarray]:
     return {key: np.array([_number(row[key]) for row in rows], dtype=float) for key in rows[0]}
 
 
+def read_endpoints(path: Path) -> list[EndpointStats]:
+    if not path.exists():
+        return []
+    found = []
+    for row in csv.DictReader(_complete_lines(path)):
+        if row["Name"] == AGGREGATED or row["Type"] == LAG_TYPE:
+            continue
+        found.append(
+            EndpointStats(
+                method=row["Type"],
+                name=row["Name"],
+                requests=int(_number(row["Request Count"])),
+                failures=int(_number(row["Failure Count"])),
+                min_ms=_number(row["Min Response Time"]),
+                max_ms=_number(row["Max Response Time"]),
+                rps=_number(row["Requests/s"]),
+                percentiles={percent: _number(row[header]) for percent, header in DISTRIBUTION_COLUMNS},
+            )
+        )
+    return found
+
+
+def read_prometheus(path: Path, queries: tuple[str, ...] = PROMETHEUS_ONLY) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The export's (tidy) rows of `queries`, summed over their labels at each time; queries with no finite
+    value are left out."""
+    if not path.exists():
+        return {}
+    sums: dict[str, dict[float, float]] = {}
+    for row in csv.DictReader(_complete_lines(path)):
+        value = _number(row.get("value") or "")
+        if row.get("query") in queries and math.isfinite(value):
+            at = sums.setdefault(row["query"], {})
+            at[float(row["timestamp"])] = at.get(float(row["timestamp"]), 0.0) + value
+    return {
+        query: (np.array(sorted(points)), np.array([points[t] for t in sorted(points)]))
+        for query, points in sums.items()
+    }
+
+
 def read_run(directory: Path) -> RunRecords:
     history = directory / HISTORY_FILE
     if not history.exists():
@@ -106,4 +168,11 @@ def read_run(directory: Path) -> RunRecords:
     plan_path = directory / PLAN_FILE
     plan: dict[str, Any] = json.loads(plan_path.read_text()) if plan_path.exists() else {}
     entries, aggregated, lag = read_history(history)
-    return RunRecords(plan, entries, aggregated, lag, read_resources(directory / RESOURCES_FILE))
+    return RunRecords(
+        plan,
+        entries,
+        aggregated,
+        lag,
+        read_resources(directory / RESOURCES_FILE),
+        read_endpoints(directory / STATS_FILE),
+    )

@@ -24,7 +24,7 @@ from typing import Any
 from app.cli._database import database_url, report_migrations
 from app.experiment.processes import child, fleetbed_args, free_port, stop, wait_until_ready
 from app.experiment.progress import ProgressLine
-from app.experiment.report_html import write_report
+from app.experiment.report import write_report
 from app.experiment.sampler import ResourceSampler
 from app.experiment.search import CapacitySearch, SearchPlan
 from app.prometheus_export import ExportError, export_series, write_tidy

@@ -114,8 +114,9 @@ async def running_chromium() -> AsyncIterator[int]:
                 os.killpg(process.pid, signal.SIGKILL)
 
 
-async def visit(page_uri: str, expression: str) -> PageVisit:
-    """Load `page_uri` (a file: URI), evaluate `expression` (returned by value), screenshot it, list console errors."""
+async def visit(page_uri: str, expression: str, width: int | None = None) -> PageVisit:
+    """Load `page_uri` (a file: URI), evaluate `expression` (returned by value), screenshot it, list console errors.
+    With `width`, the page is laid out for a screen that wide (a phone below 600 CSS pixels)."""
     result = PageVisit()
     async with running_chromium() as port, aiohttp.ClientSession() as session:
         async with session.get(f"http://127.0.0.1:{port}/json/list") as response:
@@ -125,6 +126,9 @@ async def visit(page_uri: str, expression: str) -> PageVisit:
             tools = DevTools(socket)
             for domain in ("Page", "Runtime", "Log"):
                 await tools.call(f"{domain}.enable")
+            if width is not None:
+                await tools.call("Emulation.setDeviceMetricsOverride", width=width, height=900,
+                                 deviceScaleFactor=1, mobile=width < 600)  # fmt: skip
             await tools.call("Page.navigate", url=page_uri)
             await tools.wait_event("Page.loadEventFired")
             evaluated = await tools.call("Runtime.evaluate", expression=expression, returnByValue=True)

@@ -1,0 +1,197 @@
+"""What the report plots: the charts of a run, built from its records and its summary (the third stage of the
+pipeline: records -> summary -> these charts -> HTML).
+
+Every chart carries the knee and the capacity: as marks at the start of their steps on time axes, at their fleet
+sizes on device axes; time charts shade each judged step (green held, red broke) and the warm-up (grey). The
+response-time distribution covers the whole run, so it carries the SLO limits instead (it has no time or fleet
+axis to mark).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from app.experiment.analysis import parse_slo
+from app.experiment.plots import Band, Chart, Limit, Mark, Series, spans_decades
+from app.experiment.records import EntryHistory, RunRecords
+
+MIB = 1024 * 1024
+_LATENCY = ("p50", "p95", "p99")
+
+
+def _started(records: RunRecords) -> float:
+    return float(records.plan.get("started_at") or records.aggregated.timestamp[0])
+
+
+def _steps_by_fleet(summary: dict[str, Any]) -> dict[int, dict[str, Any]]:
+    first: dict[int, dict[str, Any]] = {}
+    for step in summary["steps"]:
+        first.setdefault(int(step["devices"]), step)
+    return dict(sorted(first.items()))
+
+
+def _time_marks(summary: dict[str, Any], started: float) -> list[Mark]:
+    """The knee and the capacity at the start of the first step at their fleet size."""
+    by_fleet = _steps_by_fleet(summary)
+    marks = []
+    for key, label in (("knee_devices", "knee"), ("capacity_devices", "capacity")):
+        devices = summary.get(key)
+        if devices is not None and devices in by_fleet:
+            marks.append(Mark(by_fleet[devices]["start"] - started, f"{label} {devices:,}"))
+    return marks
+
+
+def _fleet_marks(summary: dict[str, Any]) -> list[Mark]:
+    return [
+        Mark(float(summary[key]), f"{label} {summary[key]:,}")
+        for key, label in (("knee_devices", "knee"), ("capacity_devices", "capacity"))
+        if summary.get(key) is not None
+    ]
+
+
+def _bands(summary: dict[str, Any], started: float) -> list[Band]:
+    bands = []
+    warm_up = summary.get("warm_up")
+    if warm_up:
+        bands.append(Band(warm_up["start"] - started, warm_up["end"] - started, "warm-up", "warm-up"))
+    for step in summary["steps"]:
+        kind = "held" if step["slo_passed"] else "broke"
+        bands.append(Band(step["start"] - started, step["end"] - started, f"{step['devices']:,}", kind))
+    return bands
+
+
+def _limits(slo: str, metrics: Sequence[str], name: str | None = None) -> list[Limit]:
+    return [
+        Limit(limit, f"SLO {metric}{f'[{target}]' if target else ''} {limit:,g} ms")
+        for metric, target, limit in parse_slo(slo)
+        if metric in metrics and target in (None, name)
+    ]
+
+
+def _rates(times: np.ndarray, counts: np.ndarray) -> tuple[list[float], list[float]]:
+    if times.size < 2:
+        return [], []
+    rates = np.diff(counts) / np.maximum(1e-9, np.diff(times))
+    return list(times[1:]), list(rates)
+
+
+def _per_call_ms(resources: dict[str, np.ndarray], total: str, count: str) -> list[float]:
+    seconds, calls = np.diff(resources[total]), np.diff(resources[count])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return list(np.where(calls > 0, 1000.0 * seconds / np.maximum(calls, 1e-9), np.nan))
+
+
+def _has_data(series: Sequence[Series]) -> bool:
+    return any(math.isfinite(x) and math.isfinite(y) for one in series for x, y in zip(one.xs, one.ys, strict=True))
+
+
+def _latency_series(entry: EntryHistory, started: float) -> list[Series]:
+    times = list(entry.timestamp - started)
+    # Locust writes 0 for a window without requests: no figure, not a 0 ms answer.
+    return [Series(key, times, [v if v > 0 else math.nan for v in entry.percentiles[key]]) for key in _LATENCY]
+
+
+def build_charts(records: RunRecords, summary: dict[str, Any]) -> list[Chart]:
+    started = _started(records)
+    slo = summary["slo"]
+    marks, bands = _time_marks(summary, started), _bands(summary, started)
+    per_user = int(records.plan.get("devices_per_user", 1) or 1)
+    aggregated = records.aggregated
+    charts: list[Chart] = []
+
+    def over_time(key: str, title: str, y_label: str, series: list[Series], **options: Any) -> None:
+        if _has_data(series):
+            charts.append(Chart(key, title, "elapsed", "elapsed (mm:ss)", y_label, series, marks, bands, **options))
+
+    over_time("devices", "Devices over time", "devices",
+              [Series("devices", list(aggregated.timestamp - started), list(aggregated.users * per_user))])  # fmt: skip
+    rate_series = [Series(f"{e.method} {e.name}", list(e.timestamp - started), list(e.rps)) for e in records.entries]
+    failures = [_rates(e.timestamp - started, e.total_failures) for e in records.entries]
+    if any(any(v > 0 for v in ys) for _, ys in failures) and records.entries:
+        times = failures[0][0]
+        total = [sum(ys[i] for _, ys in failures if i < len(ys)) for i in range(len(times))]
+        rate_series.append(Series("failures/s (all)", times, total, colour="#d62728", dashed=True))
+    over_time("request-rate", "Requests per second, by endpoint", "requests/s", rate_series)
+    for entry in records.entries:
+        series = _latency_series(entry, started)
+        ys = [y for one in series for y in one.ys]
+        over_time(f"latency-{entry.name.strip('/').replace('/', '-') or 'root'}",
+                  f"Response time of {entry.method} {entry.name} (10 s windows)", "ms", series,
+                  limits=_limits(slo, _LATENCY, entry.name), y_log=spans_decades(ys))  # fmt: skip
+    if records.lag is not None:
+        series = _latency_series(records.lag, started)
+        ys = [y for one in series for y in one.ys]
+        over_time("schedule-lag", "Schedule lag: how late devices sent against their plan", "ms", series,
+                  limits=_limits(slo, ("lag_p50", "lag_p95", "lag_p99")), y_log=spans_decades(ys))  # fmt: skip
+
+    by_fleet = _steps_by_fleet(summary)
+    fleets = [float(d) for d in by_fleet]
+    fleet_log = spans_decades(fleets)
+    fleet_marks = _fleet_marks(summary)
+    throughput = [Series("requests/s", fleets, [s["throughput_rps"] or math.nan for s in by_fleet.values()])]
+    if len(fleets) >= 1 and _has_data(throughput):
+        charts.append(Chart("throughput-devices", "Throughput against devices (one point per fleet size)",
+                            "number", "devices", "requests/s", throughput, fleet_marks, x_log=fleet_log,
+                            points=True))  # fmt: skip
+    latency = [
+        Series(label, fleets, [s[field] if s[field] is not None else math.nan for s in by_fleet.values()])
+        for label, field in (("p50", "p50_ms"), ("p95", "p95_ms"), ("p99", "p99_ms"), ("lag p99", "lag_p99_ms"))
+    ]
+    if _has_data(latency):
+        ys = [y for one in latency for y in one.ys]
+        charts.append(Chart("latency-devices", "Latency against devices (one point per fleet size)", "number",
+                            "devices", "ms", latency, fleet_marks, limits=_limits(slo, ("p95", "p99", "lag_p99")),
+                            x_log=fleet_log, y_log=spans_decades(ys), points=True))  # fmt: skip
+    distribution = [
+        Series(name, [p for p, _ in points], [v for _, v in points]) for name, points in summary["distribution"].items()
+    ]
+    if _has_data(distribution):
+        ys = [y for one in distribution for y in one.ys]
+        charts.append(Chart("distribution", "Response-time distribution, whole run (percentile of requests)",
+                            "percentile", "percentile of requests", "ms", distribution,
+                            limits=_limits(slo, _LATENCY), y_log=spans_decades(ys), points=True,
+                            note="The whole run, every step and the warm-up together: no knee or capacity on "
+                            "this axis; the dashed lines are the SLO limits."))  # fmt: skip
+
+    resources = records.resources
+    if resources and resources["timestamp"].size >= 2:
+        at = resources["timestamp"] - started
+        times = list(at)
+        cpu = [Series(f"{who} CPU", *_rates(at, resources[f"{who}_cpu_seconds"])) for who in ("service", "generator")]
+        over_time("cpu", "CPU over time (1.0 = one core)", "cores", cpu)
+        over_time("memory", "Service memory over time", "MiB",
+                  [Series("service RSS", times, list(resources["service_rss_bytes"] / MIB))])  # fmt: skip
+        over_time("pool", "Database pool over time", "connections",
+                  [Series("in use", times, list(resources["pool_in_use"])),
+                   Series("requests waiting", times, list(resources["pool_waiting"]), colour="#d62728"),
+                   Series("pool size", times, list(resources["pool_max"]), colour="#7f7f7f",
+                          dashed=True)])  # fmt: skip
+        timing = [
+            Series("commit per batch", times[1:], _per_call_ms(resources, "commit_seconds_sum", "commit_count")),
+            Series("pool acquire", times[1:],
+                   _per_call_ms(resources, "pool_acquire_seconds_sum", "pool_acquire_count")),
+            Series("event-loop lag", times[1:],
+                   _per_call_ms(resources, "loop_lag_seconds_sum", "loop_lag_count")),
+            Series("request at the service", times[1:],
+                   _per_call_ms(resources, "request_seconds_sum", "request_count")),
+        ]  # fmt: skip
+        ys = [y for one in timing for y in one.ys]
+        over_time("service-timing", "Inside the service over time (mean per call, 1 s)", "ms", timing,
+                  y_log=spans_decades(ys))  # fmt: skip
+    host = [
+        Series(label, list(at - started), list(values * scale))
+        for query, label, scale in (("host_iowait", "host IO wait (%)", 100.0),
+                                    ("postgres_commits_rate", "database commits/s", 1.0))
+        if query in records.prometheus
+        for at, values in [records.prometheus[query]]
+    ]  # fmt: skip
+    for one in host:
+        over_time(f"host-{one.label.split()[0]}", f"{one.label} (Prometheus)", one.label, [one])
+    return charts
+
+
+__all__ = ["build_charts"]
