@@ -21,6 +21,7 @@ FONT = 12
 CHAR_W = 0.62 * FONT  # a generous width of one character of the tick font
 COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf")
 BAND_FILL = {"held": "#2ca02c", "broke": "#d62728", "warm-up": "#7f7f7f"}
+MOST_TICKS_X, MOST_TICKS_Y = 10, 7  # fewer, even when more would fit: a grid to read by, not a ruler
 DECADES_FOR_LOG = 50.0  # a positive range whose max/min reaches this spans decades: drawn on a log axis
 NINES_TOP = 5.0  # the percentile axis ends at 99.999 (where Locust's 100%, the maximum, is drawn)
 
@@ -153,7 +154,7 @@ def _log_ticks(low: float, high: float, most: int) -> tuple[float, float, list[f
 def _fit(low: float, high: float, length: float, vertical: bool, log: bool, label: Callable[[float], str],
          steps: Sequence[float]) -> _Axis:  # fmt: skip
     """As many ticks as fit: labels at least their own size apart (height on the y axis, width on the x axis)."""
-    for most in range(12, 1, -1):
+    for most in range(MOST_TICKS_Y if vertical else MOST_TICKS_X, 1, -1):
         if log:
             axis_low, axis_high, ticks = _log_ticks(low, high, most)
         else:
