@@ -1,5 +1,6 @@
-"""`fleetbed experiment` end to end on the embedded database: every output, the report in a real Chromium, and
-`fleetbed report` on the same directory."""
+"""`fleetbed experiment` end to end on the embedded database: every output, the report in a real Chromium at a
+desktop's and a phone's width, `fleetbed report` on the same directory, a short capacity search, and the
+comparison of the two runs."""
 
 from __future__ import annotations
 
@@ -19,12 +20,17 @@ import pytest
 
 from app.prometheus_server import INSTALL_HINT, prometheus_binary
 from tests.support.browser import visit
+from tests.support.report_layout import LAYOUT_CHECK
 from tests.support.requirements import missing
 
 REPO = Path(__file__).resolve().parents[1]
 # Two steps of 100 devices, a cycle (poll + reading) every 2 s: about 100 then 200 requests/s.
 EXPERIMENT = ["--devices", "200", "--step-devices", "100", "--step-seconds", "12s", "--duration", "25s",
               "--interval", "2s", "--slo", "p95=5000, failures=0.2"]  # fmt: skip
+# A capacity search capped at 100 devices (10 per Locust user, a cycle a second), 4 s judged per step: 50, then 100.
+SEARCH = ["--start-devices", "50", "--devices", "100", "--step-seconds", "4s", "--slo", "p95=5000, failures=0.2",
+          "--no-prometheus"]  # fmt: skip
+WIDTHS = [pytest.param(1280, id="desktop"), pytest.param(390, id="phone")]
 
 
 @dataclass(frozen=True)
@@ -84,7 +90,7 @@ def test_report_command_rewrites_the_report(experiment: Run, tmp_path: Path) -> 
     assert done.returncode == 0, done.stderr
     summary = json.loads((experiment.out / "summary.json").read_text())
     assert done.stdout.strip() == summary["bottleneck"]["sentence"]
-    assert (tmp_path / "again.html").read_text().count("<svg") >= 4
+    assert (tmp_path / "again.html").read_text().count("<svg") >= 10
 
 
 def test_report_of_a_directory_without_a_run_says_so(tmp_path: Path) -> None:
@@ -93,25 +99,68 @@ def test_report_of_a_directory_without_a_run_says_so(tmp_path: Path) -> None:
     assert "locust_stats_history.csv is missing" in done.stderr
 
 
-PLOTS_RENDERED = """(() => {
-  const plots = [...document.querySelectorAll('svg.plot')];
-  return {
-    plots: plots.length,
-    drawn: plots.filter(p => p.getBoundingClientRect().width > 100 && p.querySelector('polyline.series')).length,
-    verdict: document.querySelector('#bottleneck').textContent,
-  };
-})()"""
-
-
-async def test_report_renders_in_chromium(experiment: Run) -> None:
-    page = await visit((experiment.out / "report.html").as_uri(), PLOTS_RENDERED)
+@pytest.mark.parametrize("width", WIDTHS)
+async def test_report_reads_well_in_chromium(experiment: Run, width: int) -> None:
+    page = await visit((experiment.out / "report.html").as_uri(), LAYOUT_CHECK, width)
     assert page.errors == []
     assert page.screenshot.startswith(b"\x89PNG")
     assert len(page.screenshot) > 10_000
-    assert page.value["plots"] >= 4
-    assert page.value["drawn"] == page.value["plots"]
+    assert page.value["plots"] >= 10  # devices, rates, latency per endpoint, lag, per fleet, distribution, resources
+    assert page.value["problems"] == []  # every plot drawn; no tick label on another; nothing cut off
     summary = json.loads((experiment.out / "summary.json").read_text())
     assert page.value["verdict"] == summary["bottleneck"]["sentence"]
+    assert "00:10" in page.value["ticks"]  # elapsed time as mm:ss
+    html = (experiment.out / "report.html").read_text()
+    assert html.count('class="mark"') >= page.value["plots"] - 1  # knee/capacity on every plot but the distribution
+    for endpoint in summary["endpoints"]:
+        assert f">{endpoint['name']}</td>" in html  # the per-endpoint statistics table
+
+
+@pytest.fixture(scope="module")
+def search(tmp_path_factory: pytest.TempPathFactory) -> Run:
+    workdir = tmp_path_factory.mktemp("search")
+    out = workdir / "run"
+    done = run_fleetbed(["experiment", *SEARCH, "--out", str(out)], workdir / "data")
+    return Run(out, done.returncode, done.stdout + done.stderr)
+
+
+def test_search_steps_are_judged_on_the_windows_it_recorded(search: Run) -> None:
+    assert search.code == 0, search.output
+    plan = json.loads((search.out / "experiment.json").read_text())
+    summary = json.loads((search.out / "summary.json").read_text())
+    assert [step["users"] * 10 for step in plan["steps"]] == [50, 100] == [s["devices"] for s in summary["steps"]]
+    for recorded, judged in zip(plan["steps"], summary["steps"], strict=True):
+        assert (judged["start"], judged["end"]) == (recorded["start"], recorded["end"])
+        assert judged["end"] - judged["start"] == 4
+        assert judged["throughput_rps"] > 20
+    assert summary["capacity_devices"] == 100
+    assert summary["warm_up"]["requests"] > 0  # logins and the spawn burst: reported, outside every step
+    assert summary["warm_up"]["end"] <= summary["steps"][0]["start"]
+    assert "nothing broke up to 100 devices" in summary["confidence"]["sentence"]
+    assert "capacity: 100 devices; knee:" in search.output
+    assert "how sure:" in search.output
+
+
+def test_compare_two_runs(experiment: Run, search: Run, tmp_path: Path) -> None:
+    output = tmp_path / "compare.html"
+    done = run_fleetbed(["report", "--compare", str(experiment.out), str(search.out), "-o", str(output)],
+                        tmp_path / "data")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "capacity: 200 -> 100 (-50%, worse)" in done.stdout
+    html = output.read_text()
+    for devices in ("50", "100", "200"):  # every fleet of either run, side by side
+        assert f'<td class="name">{devices}</td>' in html
+    assert html.count('<svg class="plot"') == 2
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+async def test_comparison_reads_well_in_chromium(experiment: Run, search: Run, tmp_path: Path, width: int) -> None:
+    output = tmp_path / "compare.html"
+    run_fleetbed(["report", "--compare", str(experiment.out), str(search.out), "-o", str(output)], tmp_path)
+    page = await visit(output.as_uri(), LAYOUT_CHECK, width)
+    assert page.errors == []
+    assert page.value["plots"] == 2
+    assert page.value["problems"] == []
 
 
 def test_ctrl_c_still_writes_the_report_and_stops_everything(tmp_path: Path) -> None:

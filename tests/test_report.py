@@ -54,14 +54,17 @@ def test_a_knee_needs_a_rise_that_matters_for_the_slo() -> None:
     # The run: p95 from 7 to 33 ms under a 1,000 ms objective is noise, not a knee.
     assert knee([step(400), step(800, p95_ms=33.0), step(1600, p95_ms=120.0)], SLO) is None
     rose = knee([step(400), step(800, p95_ms=33.0), step(1600, p95_ms=300.0)], SLO)
-    assert rose is not None and rose.devices == 1600
+    assert rose is not None
+    assert rose.devices == 1600
     lagging = knee([step(400), step(800, lag_p99_ms=80.0)], SLO)  # a quarter of the 250 ms lag objective
-    assert lagging is not None and lagging.devices == 800
+    assert lagging is not None
+    assert lagging.devices == 800
 
 
 def test_a_knee_where_throughput_stops_following_the_fleet() -> None:
     found = knee([step(400), step(800, throughput_rps=1000.0)], SLO)  # 1.25 requests/s per device, not 2
-    assert found is not None and found.devices == 800
+    assert found is not None
+    assert found.devices == 800
 
 
 def test_search_steps_up_bisects_and_confirms(tmp_path: Path) -> None:
@@ -109,7 +112,8 @@ def test_axis_labels() -> None:
                                                                             "0.05", "1,500,000"]  # fmt: skip
     assert [elapsed(s) for s in (0, 95, 3725)] == ["00:00", "01:35", "1:02:05"]
     assert [nines(p) for p in (90, 99, 100)] == [pytest.approx(1), pytest.approx(2), 5.0]
-    assert spans_decades([5, 3000]) and not spans_decades([400, 2000])
+    assert spans_decades([5, 3000])
+    assert not spans_decades([400, 2000])
 
 
 def _ticks(chart: Chart, axis: str) -> list[str]:
@@ -133,7 +137,9 @@ def test_marks_and_gaps_are_drawn() -> None:
                   [Series("p95", [100.0, 200.0, 300.0, 400.0], [5.0, float("nan"), 7.0, 9.0])],
                   marks=[Mark(200.0, "knee 200"), Mark(300.0, "capacity 300")])  # fmt: skip
     page = svg(chart)
-    assert page.count('class="mark"') == 2 and "knee 200" in page and "capacity 300" in page
+    assert page.count('class="mark"') == 2
+    assert "knee 200" in page
+    assert "capacity 300" in page
     assert page.count("<polyline") == 1  # the line breaks at the gap: one point alone, then a line of two
 
 

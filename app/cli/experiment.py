@@ -25,6 +25,7 @@ DEFAULT_INTERVAL_S = 30.0
 # grouped on Locust users so the generator leaves the machine's cores to the service.
 SEARCH_INTERVAL_S = 1.0
 SEARCH_DEVICES_PER_USER = 10
+SEARCH_START_DEVICES = 200
 
 
 def slo_text(text: str) -> str:
@@ -49,11 +50,14 @@ def register(commands: Any) -> None:
     parser.add_argument(
         "--devices",
         type=int,
-        help="a constant fleet (60 s unless --duration), or the cap of a ramp or search (default: none)",
+        help="a constant fleet (60 s unless --duration), or the cap of a ramp or of a search (--search or "
+        "--start-devices; default: none)",
     )
     parser.add_argument("--duration", type=parse_duration_s, default=None, help="e.g. 60s, 10m (default 60s)")
     parser.add_argument("--search", action="store_true", help="the capacity search (the default with no fleet shape)")
-    parser.add_argument("--start-devices", type=int, default=200, help="search: the first step's fleet (default 200)")
+    parser.add_argument(
+        "--start-devices", type=int, help=f"search: the first step's fleet (default {SEARCH_START_DEVICES})"
+    )
     parser.add_argument("--until-failure", action="store_true", help="linear ramp until the SLO breaks")
     parser.add_argument("--step-devices", type=int, help="ramp: devices added per step (--until-failure: 100)")
     parser.add_argument(
@@ -80,7 +84,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     from app.experiment.runner import ExperimentPlan
 
     shaped = args.devices is not None or args.duration is not None or args.step_devices or args.until_failure
-    if args.search or not shaped:
+    if args.search or args.start_devices is not None or not shaped:
         return run_search(settings, args)
     until_failure = bool(args.until_failure)
     step_seconds = args.step_seconds or DEFAULT_STEP_S
@@ -134,14 +138,15 @@ def run_search(settings: Settings, args: argparse.Namespace) -> int:
     from app.experiment.search import SearchPlan
 
     cap = args.devices or 0
-    if cap < 0 or args.workers < 1 or args.start_devices < 1:
+    start = args.start_devices or SEARCH_START_DEVICES
+    if cap < 0 or args.workers < 1 or start < 1:
         print("fleetbed experiment: --devices must be >= 0, --start-devices and --workers >= 1", file=sys.stderr)
         return 2
-    per_user = args.devices_per_user or min(SEARCH_DEVICES_PER_USER, args.start_devices)
-    search = SearchPlan(start_devices=args.start_devices, max_devices=cap)
+    per_user = args.devices_per_user or min(SEARCH_DEVICES_PER_USER, start)
+    search = SearchPlan(start_devices=start, max_devices=cap)
     if args.step_seconds:
         search = SearchPlan(
-            start_devices=args.start_devices,
+            start_devices=start,
             max_devices=cap,
             judge_s=args.step_seconds,
             confirm_s=max(args.step_seconds, search.confirm_s),
