@@ -68,7 +68,8 @@ def test_a_knee_where_throughput_stops_following_the_fleet() -> None:
 
 
 def test_search_steps_up_bisects_and_confirms(tmp_path: Path) -> None:
-    """Against a service that holds up to 1,000 devices: geometric steps, two bisections, a confirmation."""
+    """Against a service that holds up to 1,000 devices: geometric steps, bisections down to a 10% gap, a
+    confirmation."""
     target = tmp_path / "target"
     search = CapacitySearch(SearchPlan(start_devices=200), tmp_path, target, 10, SLO, {})
     search.start()
@@ -82,7 +83,7 @@ def test_search_steps_up_bisects_and_confirms(tmp_path: Path) -> None:
         search.judged.append(figures)
         search._next(figures)
     assert tried == [(200, "search"), (400, "search"), (800, "search"), (1600, "search"), (1200, "refine"),
-                     (1000, "refine"), (1000, "confirm")]  # fmt: skip
+                     (1000, "refine"), (1100, "refine"), (1000, "confirm")]  # fmt: skip
     assert target.read_text().strip() == "stop"
     assert capacity(search.judged) == 1000
 

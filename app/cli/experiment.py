@@ -142,7 +142,8 @@ def run_search(settings: Settings, args: argparse.Namespace) -> int:
     if cap < 0 or args.workers < 1 or start < 1:
         print("fleetbed experiment: --devices must be >= 0, --start-devices and --workers >= 1", file=sys.stderr)
         return 2
-    per_user = args.devices_per_user or min(SEARCH_DEVICES_PER_USER, start)
+    # Whole users must still leave fine steps: a twentieth of the first fleet at most.
+    per_user = args.devices_per_user or max(1, min(SEARCH_DEVICES_PER_USER, start // 20))
     search = SearchPlan(start_devices=start, max_devices=cap)
     if args.step_seconds:
         search = SearchPlan(

@@ -35,7 +35,8 @@ AFTER_BREAK_SETTLE_FACTOR = 2.0
 class SearchPlan:
     start_devices: int = 200
     factor: float = 2.0
-    refinements: int = 2
+    refinements: int = 3
+    resolution: float = 0.1  # bisections stop once the gap between held and broke is this small a share
     settle_s: float = 4.0
     judge_s: float = 12.0
     confirm_s: float = 20.0
@@ -163,7 +164,8 @@ class CapacitySearch:
             return self._begin(down, "search", broke)
         refined = sum(1 for s in self.judged if s.role == "refine")
         middle = round_devices((found + broken) / 2, per_user)
-        if refined < self.plan.refinements and found < middle < broken and middle not in held:
+        fine_enough = (broken - found) / found <= self.plan.resolution
+        if refined < self.plan.refinements and not fine_enough and found < middle < broken and middle not in held:
             return self._begin(middle, "refine", broke)
         return self._confirm(found, broke)
 
