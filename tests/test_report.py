@@ -100,7 +100,7 @@ def test_search_goes_down_when_the_first_fleet_breaks(tmp_path: Path) -> None:
         search.judged.append(figures)
         search._next(figures)
     assert tried[:3] == [200, 100, 50]
-    assert capacity(search.judged) in (50, 60)
+    assert 55 <= (capacity(search.judged) or 0) <= 60  # within the 10% resolution of the true 60
 
 
 def test_round_devices_reads_well() -> None:
