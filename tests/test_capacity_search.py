@@ -15,7 +15,7 @@ import pytest
 
 from tests.test_experiment import run_fleetbed
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]  # two searches of about 2.5 min, two 40 s runs
 PLANTED = {"FLEETBED_TEST_HANDLER_CPU_MS": "3"}
 SLO = "p95=1000, p99=2500, failures=0.01, lag_p99=250"
 SEARCH = ["experiment", "--start-devices", "40", "--step-seconds", "8s", "--slo", SLO, "--no-prometheus"]

@@ -133,7 +133,8 @@ def build_charts(records: RunRecords, summary: dict[str, Any]) -> list[Chart]:
     fleet_log = spans_decades(fleets)
     fleet_marks = _fleet_marks(summary)
     throughput = [Series("requests/s", fleets, [s["throughput_rps"] or math.nan for s in by_fleet.values()])]
-    if len(fleets) >= 1 and _has_data(throughput):
+    # Against devices only with two fleet sizes or more: one dot is not a curve (a constant run has one).
+    if len(fleets) >= 2 and _has_data(throughput):
         charts.append(Chart("throughput-devices", "Throughput against devices (one point per fleet size)",
                             "number", "devices", "requests/s", throughput, fleet_marks, x_log=fleet_log,
                             points=True))  # fmt: skip
@@ -141,7 +142,7 @@ def build_charts(records: RunRecords, summary: dict[str, Any]) -> list[Chart]:
         Series(label, fleets, [s[field] if s[field] is not None else math.nan for s in by_fleet.values()])
         for label, field in (("p50", "p50_ms"), ("p95", "p95_ms"), ("p99", "p99_ms"), ("lag p99", "lag_p99_ms"))
     ]
-    if _has_data(latency):
+    if len(fleets) >= 2 and _has_data(latency):
         ys = [y for one in latency for y in one.ys]
         charts.append(Chart("latency-devices", "Latency against devices (one point per fleet size)", "number",
                             "devices", "ms", latency, fleet_marks, limits=_limits(slo, ("p95", "p99", "lag_p99")),
