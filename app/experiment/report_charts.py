@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from app.experiment.analysis import parse_slo
-from app.experiment.plots import Band, Chart, Limit, Mark, Series, spans_decades
+from app.experiment.plots import COLOURS, Band, Chart, Limit, Mark, Series, spans_decades
 from app.experiment.records import EntryHistory, RunRecords
 
 MIB = 1024 * 1024
@@ -110,12 +110,12 @@ def build_charts(records: RunRecords, summary: dict[str, Any]) -> list[Chart]:
     over_time("devices", "Devices over time", "devices",
               [Series("devices", list(aggregated.timestamp - started), list(aggregated.users * per_user))])  # fmt: skip
     rate_series = [Series(f"{e.method} {e.name}", list(e.timestamp - started), list(e.rps)) for e in records.entries]
-    failures = [_rates(e.timestamp - started, e.total_failures) for e in records.entries]
-    if any(any(v > 0 for v in ys) for _, ys in failures) and records.entries:
-        times = failures[0][0]
-        total = [sum(ys[i] for _, ys in failures if i < len(ys)) for i in range(len(times))]
-        rate_series.append(Series("failures/s (all)", times, total, colour="#d62728", dashed=True))
-    over_time("request-rate", "Requests per second, by endpoint", "requests/s", rate_series)
+    for index, entry in enumerate(records.entries):  # failures of each endpoint that had any, dashed in its colour
+        times, failed = _rates(entry.timestamp - started, entry.total_failures)
+        if any(v > 0 for v in failed):
+            rate_series.append(Series(f"{entry.method} {entry.name} failures/s", times, failed,
+                                      colour=COLOURS[index % len(COLOURS)], dashed=True))  # fmt: skip
+    over_time("request-rate", "Requests and failures per second, by endpoint", "requests/s", rate_series)
     for entry in records.entries:
         series = _latency_series(entry, started)
         ys = [y for one in series for y in one.ys]
