@@ -17,8 +17,8 @@ from pathlib import Path
 import asyncpg
 
 from app.db.migrations import migrate
-from app.embedded_db import EmbeddedPostgres
-from app.experiment.processes import stop
+from app.stack.embedded_db import EmbeddedPostgres
+from app.stack.processes import stop
 from app.tokens import issue_device_token
 from bench._servers import SECRET
 

@@ -16,9 +16,9 @@ from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, generate_latest
 
-from app.metrics import ServiceMetrics
-from app.runtime_metrics import EventLoopLagProbe, GCPauseRecorder
-from app.worker_metrics import merge_expositions
+from app.metrics.runtime import EventLoopLagProbe, GCPauseRecorder
+from app.metrics.service import ServiceMetrics
+from app.metrics.workers import merge_expositions
 
 ROUTES = ("/login", "/command", "/measurement", "/stats", "/healthz", "/metrics")
 

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from app.backfill import BackfillPlan, backfill
+from app.backfill.history import generate
 from app.db.stats import fleet_stats, fleet_stats_by_full_scan
-from app.history import generate
 from app.validation import parse_measurements
 from tests.support.db import close, scalar
 from tests.support.processes import fleetbed_command
