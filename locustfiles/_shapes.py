@@ -13,8 +13,8 @@ One user carries `--devices-per-user` devices, so devices = users x devices per 
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from _slo import CheckResult, EntryStats, evaluate, parse_slo, window
 from _stats_view import entries
@@ -52,6 +52,7 @@ class FleetShape(LoadTestShape):
     def tick(self) -> tuple[int, float] | None:
         assert self.runner is not None
         options = self.runner.environment.parsed_options
+        assert options is not None
         run_time = self.get_run_time()
         if self.stopped_by_slo or (options.run_time and run_time >= options.run_time):
             return None

@@ -123,8 +123,8 @@ def _out(settings: Settings, args: argparse.Namespace) -> Path:
 
 
 def _run(settings: Settings, plan: Any) -> int:
-    from app.experiment.processes import StartError
     from app.experiment.runner import run_experiment
+    from app.stack.processes import StartError
 
     try:
         return run_experiment(settings, plan)
