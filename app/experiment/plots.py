@@ -298,7 +298,8 @@ def svg(chart: Chart) -> str:
     legend += "".join(f'<span><i class="dash"></i>{escape(limit.label)}</span>' for limit in chart.limits)
     note = f'<p class="note">{escape(chart.note)}</p>' if chart.note else ""
     return (
-        f'<figure class="chart"><figcaption>{escape(chart.title)}</figcaption>{"".join(parts)}'
+        f'<figure class="chart"><figcaption>{escape(chart.title)}</figcaption>'
+        f'<div class="plot-frame">{"".join(parts)}</div>'
         f'<div class="legend">{legend}</div>{note}</figure>'
     )
 

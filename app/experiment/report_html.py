@@ -27,6 +27,9 @@ td.name, th.name { text-align: left; } .fail { color: #c00; font-weight: bold; }
 .charts { display: grid; grid-template-columns: repeat(auto-fit, minmax(min(100%, 540px), 1fr)); gap: 1.2em; }
 figure.chart { margin: 0; } figcaption { font-weight: bold; margin-bottom: .3em; }
 svg.plot { width: 100%; height: auto; display: block; }
+@media (max-width: 600px) {  /* a phone: charts keep a readable size and scroll sideways inside their frame */
+  .plot-frame { overflow-x: auto; } svg.plot { min-width: 460px; }
+}
 .legend { display: flex; flex-wrap: wrap; gap: .3em 1em; font-size: .85em; margin-top: .2em; }
 .legend i { display: inline-block; width: 12px; height: 12px; margin-right: .35em; vertical-align: -1px; }
 .legend i.dash { height: 0; border-top: 2px dashed #d62728; vertical-align: 3px; }
