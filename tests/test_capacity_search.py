@@ -38,7 +38,7 @@ def test_the_search_repeats_and_its_capacity_holds_where_half_as_much_again_brea
     low, high = min(found), max(found)  # type: ignore[type-var]
     assert (high - low) / high <= 0.2, (found, first["steps"], second["steps"])
     capacity = int(first["capacity_devices"])  # type: ignore[call-overload]
-    constant = ["experiment", "--duration", "30s", "--interval", "1s", "--devices-per-user", "10", "--slo", SLO,
+    constant = ["experiment", "--duration", "30s", "--interval", "1s", "--devices-per-user", "1", "--slo", SLO,
                 "--no-prometheus"]  # fmt: skip
     at_capacity = _summary(tmp_path / "at", [*constant, "--devices", str(capacity)], tmp_path / "data")
     beyond = _summary(tmp_path / "beyond", [*constant, "--devices", str(round(1.5 * capacity))], tmp_path / "data")
