@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-DEFAULT_SLO = ""
+from app.slo import DEFAULT_SLO
+
 DEFAULT_PROMETHEUS_PORT = 9646
 
 
@@ -72,10 +73,11 @@ def add_fleet_options(parser: Any) -> None:
     )
     parser.add_argument(
         "--slo",
-        default=DEFAULT_SLO,
+        default="",
         env_var="LOCUST_SLO",
         include_in_web_ui=True,
-        help="Objectives, e.g. 'p95=500, p99[/measurement]=1000, failures=0.01, lag_p99=250'",
+        help="Objectives judged on each window after its warm-up, and the exit code (none: Locust's own rules), "
+        f"e.g. '{DEFAULT_SLO}' (the default of `fleetbed experiment` and of --shape until-failure)",
     )
     parser.add_argument(
         "--run-name", default="", env_var="LOCUST_RUN_NAME", help="Name of the run record (default: shape and time)"

@@ -184,7 +184,8 @@ def finish(plan: ExperimentPlan, record: dict[str, Any], locust_log: Path) -> in
     capacity = summary["capacity_devices"]
     print(
         f"capacity: {'none found' if capacity is None else f'{capacity:,} devices'}; SLO "
-        f"{'held' if summary['slo_held'] else 'broken'}; report: {plan.out / 'report.html'}",
+        f"{'held' if summary['slo_held'] else 'broken'}; verdict {'PASS' if summary['passed'] else 'FAIL'}; "
+        f"report: {plan.out / 'report.html'}",
         file=sys.stderr,
     )
     if record["interrupted"]:
