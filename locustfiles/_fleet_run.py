@@ -20,21 +20,24 @@ from typing import Any
 
 import gevent
 from _fleet_stats import attach_fleet_stats, fleet_stats
+from _live import HistoryWriter, LiveFigures, LiveState
 from _options import add_fleet_options
 from _prometheus import serve_metrics
 from _run_records import RunRecorder, operator_token
 from _shapes import FleetShape
 from _stats_view import figures, summarize
+from _web_ui import attach_fleet_tab
 from _windows import WindowTracker
 from locust import events
 from locust.env import Environment
 from locust.runners import MasterRunner, WorkerRunner
 
-from app.slo import DEFAULT_SLO, RunVerdict, SLOSyntaxError, judge, parse_slo, verdict_text
+from app.slo import DEFAULT_SLO, RunVerdict, SLOSyntaxError, WindowVerdict, evaluate, judge, parse_slo, verdict_text
 
 log = logging.getLogger(__name__)
 WINDOWS_SUFFIX = "_windows.json"
 OBSERVE_EVERY_S = 1.0
+PROVISIONAL_EVERY_S = 5.0  # the windows file is rewritten this often during a test, so a killed run leaves one
 CONFIG_OPTIONS = (
     "shape", "num_users", "spawn_rate", "run_time", "step_users", "step_seconds", "max_users", "failure_checks",
     "slo", "devices_per_user", "connections_per_user", "device_interval", "device_jitter", "host",
@@ -59,6 +62,10 @@ class FleetRun:
         self.concluded = True
         self.metrics_server: Any = None
         self.observer: gevent.Greenlet[Any, Any] | None = None
+        self.live = LiveFigures()
+        self.state: LiveState | None = None
+        self.history: HistoryWriter | None = None
+        self.windows_written = 0.0
         self.peak_users = 0
         shape = self.shape
         if shape is not None:
@@ -101,10 +108,19 @@ class FleetRun:
     def begin(self) -> None:
         """test_start (Locust has just cleared its stats): the test's windows start from here."""
         self.fleet.reset()
+        self.tracker.devices_per_user = self.devices_per_user
+        self.tracker.interval_s = float(getattr(self.options, "device_interval", 0) or 30.0)
         self.tracker.reset()
+        self.live.reset()
         self.verdict = None
+        self.state = None
         self.concluded = False
         self.peak_users = 0
+        prefix = getattr(self.options, "csv_prefix", None)
+        if prefix:
+            if self.history is not None:
+                self.history.close()
+            self.history = HistoryWriter(prefix)
         if self.observer is None:
             self.observer = gevent.spawn(self._observe)
         if self.options.no_run_record or not self.environment.host:
@@ -121,9 +137,39 @@ class FleetRun:
     def _observe(self) -> None:
         while True:
             gevent.sleep(OBSERVE_EVERY_S)
-            if not self.concluded:
-                # A FleetShape cuts its own windows; without one (the web UI's default shape), the form does.
-                self.tracker.observe(None if self.shape is not None else int(self.runner.target_user_count or 0))
+            if self.concluded:
+                continue
+            try:
+                self.sample()
+            except Exception:  # the figures are worth less than the load test: log, keep going
+                log.exception("fleet figures: one sample failed")
+
+    def sample(self) -> None:
+        """Once a second: cut windows, keep the last seconds' figures, judge the open window so far."""
+        # A FleetShape cuts its own windows; without one (the web UI's default shape), the form does.
+        self.tracker.observe(None if self.shape is not None else int(self.runner.target_user_count or 0))
+        total = figures(self.runner.stats, self.fleet)
+        self.live.add(total)
+        window = self.tracker.live(total)
+        verdict = None
+        if window is not None:
+            checks = tuple(evaluate(parse_slo(self.slo), window.judged)) if window.is_judged else None
+            verdict = WindowVerdict(window, checks)
+        users = int(self.runner.user_count)
+        self.state = LiveState(
+            self.tracker.clock(),
+            users,
+            users * self.devices_per_user,
+            self.live.recent(),
+            total,
+            self.fleet.backlog_total(),
+            window,
+            verdict,
+        )
+        if self.history is not None:
+            self.history.write(self.state.history_row())
+        if self.state.at - self.windows_written >= PROVISIONAL_EVERY_S:
+            self.write_windows(provisional=True)
 
     def conclude(self) -> None:
         """The test is over: close its last window, judge, record, write the windows' figures."""
@@ -136,18 +182,34 @@ class FleetRun:
             status = "passed" if self.verdict.passed(self.until_failure) else "failed"
             self.recorder.finish(status, self.summary(), self.stats_snapshot())
             self.recorder = None
+        self.write_windows(provisional=False)
+        if self.history is not None:
+            self.history.close()
+            self.history = None
+
+    def write_windows(self, provisional: bool) -> None:
+        """`<--csv prefix>_windows.json`: the windows and their figures (during the test, with the open window
+        as it stands, marked provisional), written whole to a new file and renamed over the old one."""
         prefix = getattr(self.options, "csv_prefix", None)
-        if prefix:
-            path = Path(f"{prefix}{WINDOWS_SUFFIX}")
-            path.parent.mkdir(parents=True, exist_ok=True)
-            document = {
-                "slo": self.slo,
-                "until_failure": self.until_failure,
-                "device_interval_s": self.tracker.interval_s,
-                "devices_per_user": self.devices_per_user,
-                "windows": [window.as_json() for window in self.tracker.windows],
-            }
-            path.write_text(json.dumps(document) + "\n")
+        if not prefix:
+            return
+        windows = list(self.tracker.windows)
+        if provisional and (open_window := self.tracker.live()) is not None:
+            windows.append(open_window)
+        path = Path(f"{prefix}{WINDOWS_SUFFIX}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        document = {
+            "slo": self.slo,
+            "until_failure": self.until_failure,
+            "provisional": provisional,
+            "device_interval_s": self.tracker.interval_s,
+            "devices_per_user": self.devices_per_user,
+            "windows": [window.as_json() for window in windows],
+        }
+        partial = path.with_name(path.name + ".partial")
+        partial.write_text(json.dumps(document) + "\n")
+        partial.replace(path)
+        self.windows_written = self.tracker.clock()
 
     def summary(self) -> dict[str, Any]:
         verdict = self.verdict or judge(self.slo, self.tracker.windows)
@@ -215,9 +277,11 @@ def attach() -> None:
         # installed, replaces this one).
         gevent.signal_handler(signal.SIGTERM, os.kill, os.getpid(), signal.SIGINT)
         fleet_run = _fleet_run(environment)
+        attach_fleet_tab(environment, lambda: fleet_run.state, lambda: fleet_run.slo)
         port = environment.parsed_options.prometheus_port
         if port:
-            fleet_run.metrics_server = serve_metrics(environment, environment.parsed_options.prometheus_host, port)
+            host = environment.parsed_options.prometheus_host
+            fleet_run.metrics_server = serve_metrics(environment, host, port, lambda: fleet_run.state)
 
     @events.test_start.add_listener
     def _on_test_start(environment: Environment, **_: Any) -> None:

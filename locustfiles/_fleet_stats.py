@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import weakref
 from dataclasses import dataclass, field
-from typing import Any, Protocol
-
-from locust.env import Environment
-from locust.runners import MasterRunner, WorkerRunner
+from typing import TYPE_CHECKING, Any, Protocol
 
 from app.slo import SlotFigures, merge, round_ms
+
+if TYPE_CHECKING:
+    from locust.env import Environment
 
 REPORT_KEY = "fleetbed_fleet"
 LOCAL = "local"
@@ -34,7 +34,7 @@ class FleetStats:
     given_up: int = 0
     lag: dict[int, int] = field(default_factory=dict)
     backlog: dict[str, int] = field(default_factory=dict)  # process (worker id, or LOCAL) -> readings waiting
-    carriers: weakref.WeakSet[Any] = field(default_factory=weakref.WeakSet)
+    carriers: weakref.WeakSet[CarriesBacklog] = field(default_factory=weakref.WeakSet)
 
     def served(self, lag_ms: float) -> None:
         """A slot served `lag_ms` after its plan."""
@@ -89,6 +89,8 @@ def fleet_stats(environment: Environment) -> FleetStats:
 
 def attach_fleet_stats(environment: Environment) -> None:
     """Wire one environment's figures to Locust's worker reports and test lifecycle (from the init event)."""
+    from locust.runners import MasterRunner, WorkerRunner  # here: FleetStats itself is plain Python, testable alone
+
     stats = fleet_stats(environment)
 
     def _on_report_to_master(client_id: str, data: dict[str, Any], **_: Any) -> None:

@@ -86,15 +86,26 @@ class WindowTracker:
         """End of the test: close the open window with the figures as they are now."""
         return self._close(self.clock(), self.figures())
 
+    def live(self, figures: Figures | None = None) -> Window | None:
+        """The open window as it stands now (left open), or None."""
+        current = self.current
+        if current is None:
+            return None
+        return self._window(current, self.clock(), self.figures() if figures is None else figures)
+
     def _close(self, now: float, figures: Figures) -> Window | None:
         current, self.current = self.current, None
         if current is None:
             return None
+        window = self._window(current, now, figures)
+        self.windows.append(window)
+        return window
+
+    @staticmethod
+    def _window(current: OpenWindow, now: float, figures: Figures) -> Window:
         if current.at_judged_from is None:
             warmup, judged = figures.minus(current.at_start), Figures()
         else:
             warmup = current.at_judged_from.minus(current.at_start)
             judged = figures.minus(current.at_judged_from)
-        window = Window(current.users, current.devices, current.start, now, current.judged_from, warmup, judged)
-        self.windows.append(window)
-        return window
+        return Window(current.users, current.devices, current.start, now, current.judged_from, warmup, judged)

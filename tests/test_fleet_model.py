@@ -11,6 +11,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import msgpack
 import pytest
 
 from app.validation import parse_measurements
@@ -18,6 +19,7 @@ from app.validation import parse_measurements
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "locustfiles"))
 
 from _device_model import MODELS, Command, Kettle, device_metadata
+from _fleet_stats import FleetStats
 from _schedule import Schedule
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
@@ -104,3 +106,34 @@ def test_schedule_keeps_its_plan_and_drops_stale_slots() -> None:
     late = schedule.take(30.0, now=schedule.next_due + 1000.0, rng=rng)
     assert schedule.next_due > late.planned + 900.0, "a device far behind does not burst stale slots"
     assert late.skipped == 33, "the slots it gave up are counted (1000 s behind at 30 s per slot)"
+
+
+class Carrier:
+    def __init__(self, readings: int) -> None:
+        self.readings = readings
+
+    def backlog_readings(self) -> int:
+        return self.readings
+
+
+def test_fleet_figures_add_up_across_workers() -> None:
+    """Each worker sends what it counted since its last report (through Locust's message encoding); the master's
+    figures are the sums, and the backlog is each worker's latest level, summed."""
+    master = FleetStats()
+    carriers = [Carrier(5), Carrier(7)]
+    workers = [FleetStats(), FleetStats()]
+    for worker, carrier in zip(workers, carriers, strict=True):
+        worker.carriers.add(carrier)
+    for round_ in range(3):
+        for number, worker in enumerate(workers):
+            worker.served(4.0)
+            worker.served(1234.0)
+            worker.gave_up(2, 31_000.0)
+            wire = msgpack.dumps(worker.take_report())
+            master.add_report(f"worker{number}", msgpack.loads(wire, raw=False, strict_map_key=False))
+            assert worker.due == 0, "a report starts the worker's counts again"
+        carriers[0].readings = 100 + round_
+    slots = master.slots()
+    assert (slots.due, slots.given_up) == (2 * 3 * 4, 2 * 3 * 2)
+    assert slots.lag == {4: 6, 1200: 6, 31_000: 12}
+    assert master.backlog_total() == 101 + 7, "each worker's level as of its last report"

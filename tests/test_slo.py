@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from app.experiment.progress import line, parse_generator
 from app.slo import (
     DEFAULT_SLO,
     Figures,
@@ -169,3 +170,29 @@ def test_the_slo_module_is_made_for_both_sides() -> None:
     }
     assert offenders == set()
     assert "app.slo" in imported_modules(REPO / "locustfiles" / "_fleet_run.py")
+
+
+def test_the_live_line_shows_the_generators_recent_figures() -> None:
+    """The line reads the master's recent gauges: a real p95 (37 ms, not the 50 ms bucket it falls in), the
+    schedule lag, the failures and the SLO so far."""
+    metrics = "\n".join(
+        [
+            "fleetbed_generator_devices 1200",
+            'locust_requests_total{method="GET",name="/command"} 9000',
+            'locust_requests_total{method="POST",name="/measurement"} 9000',
+            'locust_failures_total{method="GET",name="/command"} 3',
+            'locust_request_duration_seconds_bucket{le="0.05",method="GET",name="/command"} 9000',
+            "fleetbed_generator_recent_requests_per_second 812.5",
+            'fleetbed_generator_recent_request_seconds{quantile="0.95"} 0.037',
+            'fleetbed_generator_recent_schedule_lag_seconds{quantile="0.99"} 0.012',
+            "fleetbed_generator_window_slo_met 0",
+            "",
+        ]
+    )
+    text = line(parse_generator(metrics), "42 s left")
+    assert text == (
+        "1,200 devices | 812.5 req/s | p95 37 ms | 3 failures of 18,000 | lag p99 12 ms | SLO BROKEN so far | 42 s left"
+    )
+    assert line(parse_generator("fleetbed_generator_devices 0\n"), "until failure") == (
+        "0 devices | - req/s | p95 - | 0 failures of 0 | lag p99 - | until failure"
+    )

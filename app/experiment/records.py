@@ -1,13 +1,14 @@
 """Reading a run directory back: Locust's stats history (`locust_stats_history.csv`, one row per entry per
-second with `--csv-full-history`), the windows the fleet judged with their exact figures (`locust_windows.json`,
-see `app.slo`), the sampled resources (`resources.csv`) and the plan (`experiment.json`)."""
+second with `--csv-full-history`), the fleet's own history (`locust_fleet_history.csv`: devices, slots, given-up
+slots, schedule lag and backlog a second), the windows the fleet judged with their exact figures
+(`locust_windows.json`, see `app.slo`), the sampled resources (`resources.csv`) and the plan (`experiment.json`)."""
 
 from __future__ import annotations
 
 import csv
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from app.slo import DEFAULT_SLO, Window
 AGGREGATED = "Aggregated"
 HISTORY_FILE = "locust_stats_history.csv"
 WINDOWS_FILE = "locust_windows.json"
+FLEET_HISTORY_FILE = "locust_fleet_history.csv"
 RESOURCES_FILE = "resources.csv"
 PLAN_FILE = "experiment.json"
 PERCENTILE_COLUMNS = {"p50": "50%", "p95": "95%", "p99": "99%"}
@@ -49,6 +51,8 @@ class RunRecords:
     windows: list[Window]  # stretches of constant fleet, with their warm-up and judged figures
     slo: str  # the objectives the fleet judged the windows on
     resources: dict[str, np.ndarray]  # column -> values, aligned on resources["timestamp"]
+    fleet: dict[str, np.ndarray] = field(default_factory=dict)  # the fleet's history: column -> values, a row a
+    # second aligned on fleet["Timestamp"] (Devices, Requests/s, Request p95 ms, Slots given up, Lag p99 ms, ...)
 
 
 def _number(text: str) -> float:
@@ -99,7 +103,8 @@ def read_windows(path: Path, plan: dict[str, Any]) -> tuple[list[Window], str]:
     return windows, str(document.get("slo") or plan.get("slo") or DEFAULT_SLO)
 
 
-def read_resources(path: Path) -> dict[str, np.ndarray]:
+def read_columns(path: Path) -> dict[str, np.ndarray]:
+    """A CSV of numbers as columns (NaN where a cell is empty or not a number); {} when the file is missing."""
     if not path.exists():
         return {}
     with path.open(newline="") as source:
@@ -117,4 +122,6 @@ def read_run(directory: Path) -> RunRecords:
     plan: dict[str, Any] = json.loads(plan_path.read_text()) if plan_path.exists() else {}
     entries, aggregated = read_history(history)
     windows, slo = read_windows(directory / WINDOWS_FILE, plan)
-    return RunRecords(plan, entries, aggregated, windows, slo, read_resources(directory / RESOURCES_FILE))
+    resources = read_columns(directory / RESOURCES_FILE)
+    fleet = read_columns(directory / FLEET_HISTORY_FILE)
+    return RunRecords(plan, entries, aggregated, windows, slo, resources, fleet)

@@ -30,6 +30,7 @@ from app.prometheus_server import LocalPrometheus, PrometheusError, ScrapeTarget
 from app.settings import Settings
 
 LOCUSTFILE = Path(__file__).resolve().parents[2] / "locustfiles" / "kettle.py"
+LOCUST_HTML = "locust_report.html"  # Locust's own report of the run, next to ours
 EXPORT_STEP_MS = 1000
 LOCUST_STOP_TIMEOUT_S = 30.0
 INTERRUPTED = 130
@@ -58,6 +59,7 @@ def locust_args(plan: ExperimentPlan, service_url: str, metrics_port: int) -> li
     args = [
         sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "-H", service_url,
         "--csv", str(plan.out.resolve() / "locust"), "--csv-full-history", "--only-summary",
+        "--html", str(plan.out.resolve() / LOCUST_HTML),
         "--prometheus-port", str(metrics_port), "--prometheus-host", "127.0.0.1",
         "--run-name", f"experiment {plan.out.name}", "--slo", plan.slo,
         "--device-interval", f"{plan.interval_s:g}", "--devices-per-user", str(plan.devices_per_user),
