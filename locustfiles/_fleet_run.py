@@ -296,7 +296,8 @@ def attach() -> None:
     @events.test_stop.add_listener
     def _on_test_stop(environment: Environment, **_: Any) -> None:
         # Headless, the workers' last reports arrive after test_stop: the verdict waits for `quitting`.
-        if not isinstance(environment.runner, WorkerRunner) and not environment.parsed_options.headless:
+        headless = bool(getattr(environment.parsed_options, "headless", False))
+        if not isinstance(environment.runner, WorkerRunner) and not headless:
             _fleet_run(environment).conclude()
 
     @events.quitting.add_listener

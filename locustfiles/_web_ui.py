@@ -68,13 +68,14 @@ def fleet_rows(state: LiveState | None, slo: str) -> list[dict[str, str]]:
 
 def attach_fleet_tab(environment: Environment, state: Callable[[], LiveState | None], slo: Callable[[], str]) -> None:
     web_ui = environment.web_ui
-    if web_ui is None:
+    if web_ui is None or web_ui.app is None:
         return
+    app = web_ui.app
     web_ui.template_args["extended_tabs"] = [{"title": "Fleet", "key": TAB}]
     web_ui.template_args["extended_tables"] = [{"key": TAB, "structure": list(COLUMNS)}]
     web_ui.template_args["extended_csv_files"] = [{"href": "/fleet/csv", "title": "Download the fleet's figures CSV"}]
 
-    @web_ui.app.after_request
+    @app.after_request
     def _add_fleet(response: Response) -> Response:
         if request.path != "/stats/requests" or response.status_code != 200:
             return response
@@ -83,7 +84,7 @@ def attach_fleet_tab(environment: Environment, state: Callable[[], LiveState | N
         response.set_data(json.dumps(body))
         return response
 
-    @web_ui.app.route("/fleet/csv")
+    @app.route("/fleet/csv")
     @web_ui.auth_required_if_enabled
     def _fleet_csv() -> Response:
         out = io.StringIO()

@@ -19,8 +19,8 @@ import pytest
 
 from app.experiment.analysis import verdict
 from app.experiment.records import read_run
-from app.prometheus_server import INSTALL_HINT, prometheus_binary
 from app.slo import verdict_text
+from app.stack.prometheus_server import INSTALL_HINT, prometheus_binary
 from tests.support.browser import visit
 from tests.support.requirements import missing
 

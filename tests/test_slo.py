@@ -1,11 +1,9 @@
 """The one SLO (app/slo.py): its grammar, the figures and the evaluator, the run verdict and capacity, the
-alert thresholds taken from the default SLO, and the import rule that lets both the fleet and the experiment
-use it (gevent and asyncio stay apart)."""
+alert thresholds taken from the default SLO, and the live line that shows the same figures. (That the fleet may
+import app/slo.py, and that it imports only the standard library, is a direction rule in test_static_rules.py.)"""
 
 from __future__ import annotations
 
-import ast
-import sys
 from pathlib import Path
 
 import pytest
@@ -145,31 +143,6 @@ def test_alert_thresholds_follow_the_default_slo() -> None:
     assert thresholds["FleetbedErrorBudgetSlowBurn"] == pytest.approx(6 * failures)
     assert thresholds["FleetbedLatencySLO"] == pytest.approx(p95 / 1000)
     assert thresholds["GeneratorBehindSchedule"] == pytest.approx(lag_p99 / 1000)
-
-
-def imported_modules(path: Path) -> set[str]:
-    names = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Import):
-            names.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names.add(node.module)
-    return names
-
-
-def test_the_slo_module_is_made_for_both_sides() -> None:
-    """app/slo.py imports the standard library only (no asyncio, gevent or Locust), and it is the only module of
-    app/ that locustfiles/ import: the fleet runs under gevent, the service and the experiment do not."""
-    slo_imports = imported_modules(REPO / "app" / "slo.py")
-    assert {name.split(".")[0] for name in slo_imports} <= set(sys.stdlib_module_names) - {"asyncio"}
-    offenders = {
-        f"{path.name}: {name}"
-        for path in (REPO / "locustfiles").glob("*.py")
-        for name in imported_modules(path)
-        if name.split(".")[0] == "app" and name != "app.slo"
-    }
-    assert offenders == set()
-    assert "app.slo" in imported_modules(REPO / "locustfiles" / "_fleet_run.py")
 
 
 def test_the_live_line_shows_the_generators_recent_figures() -> None:
