@@ -12,7 +12,8 @@ import pytest
 
 from app.experiment.analysis import StepFigures, capacity, confidence, knee
 from app.experiment.plots import Chart, Mark, Series, elapsed, nines, number, spans_decades, svg
-from app.experiment.search import CapacitySearch, SearchPlan, round_devices
+from app.experiment.search import CapacitySearch, Judged, SearchPlan, round_devices
+from app.slo import capacity_of
 
 SLO = "p95=1000, p99=2500, failures=0.01, lag_p99=250"
 STEP = StepFigures(
@@ -67,40 +68,50 @@ def test_a_knee_where_throughput_stops_following_the_fleet() -> None:
     assert found.devices == 800
 
 
+def _drive(
+    search: CapacitySearch, target: Path, per_user: int, holds_up_to: int, most: int = 20
+) -> list[tuple[int, str]]:
+    """Play a service that meets the SLO up to `holds_up_to` devices: each step as the fleet would judge it."""
+    search.start()
+    tried: list[tuple[int, str]] = []
+    while not search.done and len(tried) < most:
+        devices = int(target.read_text().split()[0]) * per_user
+        role = search._step.role if search._step else ""
+        tried.append((devices, role))
+        search.judged.append(Judged(devices, role, devices <= holds_up_to))
+        search._next(search.judged[-1])
+    return tried
+
+
 def test_search_steps_up_bisects_and_confirms(tmp_path: Path) -> None:
     """Against a service that holds up to 1,000 devices: geometric steps, bisections down to a 10% gap, a
     confirmation."""
     target = tmp_path / "target"
-    search = CapacitySearch(SearchPlan(start_devices=200), tmp_path, target, 10, SLO, {})
-    search.start()
-    tried = []
-    while not search.done:
-        users = int(target.read_text().split()[0])
-        devices = users * 10
-        role = search._step.role if search._step else ""
-        tried.append((devices, role))
-        figures = step(devices, held=devices <= 1000, role=role)
-        search.judged.append(figures)
-        search._next(figures)
+    search = CapacitySearch(SearchPlan(start_devices=200), target, "http://127.0.0.1:9/metrics", 10, {})
+    tried = _drive(search, target, 10, 1000)
     assert tried == [(200, "search"), (400, "search"), (800, "search"), (1600, "search"), (1200, "refine"),
                      (1000, "refine"), (1100, "refine"), (1000, "confirm")]  # fmt: skip
     assert target.read_text().strip() == "stop"
-    assert capacity(search.judged) == 1000
+    assert capacity_of((one.devices, one.passed) for one in search.judged) == 1000
+
+
+def test_search_settles_longer_after_a_broken_step(tmp_path: Path) -> None:
+    target = tmp_path / "target"
+    search = CapacitySearch(SearchPlan(start_devices=200, settle_s=4.0), target, "http://127.0.0.1:9/metrics", 10, {})
+    search.start()
+    assert target.read_text().split() == ["20", "10", "4"]  # users, spawn rate, settle
+    search.judged.append(Judged(200, "search", False))
+    search._next(search.judged[-1])
+    assert target.read_text().split()[::2] == ["10", "8"]  # down to 100 devices, twice the settle
 
 
 def test_search_goes_down_when_the_first_fleet_breaks(tmp_path: Path) -> None:
     target = tmp_path / "target"
-    search = CapacitySearch(SearchPlan(start_devices=200), tmp_path, target, 1, SLO, {})
-    search.start()
-    tried = []
-    while not search.done and len(tried) < 20:
-        devices = int(target.read_text().split()[0])
-        tried.append(devices)
-        figures = step(devices, held=devices <= 60, role=search._step.role if search._step else "")
-        search.judged.append(figures)
-        search._next(figures)
+    search = CapacitySearch(SearchPlan(start_devices=200), target, "http://127.0.0.1:9/metrics", 1, {})
+    tried = [devices for devices, _ in _drive(search, target, 1, 60)]
     assert tried[:3] == [200, 100, 50]
-    assert 55 <= (capacity(search.judged) or 0) <= 60  # within the 10% resolution of the true 60
+    found = capacity_of((one.devices, one.passed) for one in search.judged)
+    assert 55 <= (found or 0) <= 60  # within the 10% resolution of the true 60
 
 
 def test_round_devices_reads_well() -> None:

@@ -1,5 +1,7 @@
 """Reading a run directory back: Locust's stats history (`locust_stats_history.csv`, one row per entry per
-second with `--csv-full-history`), the sampled resources (`resources.csv`) and the plan (`experiment.json`)."""
+second with `--csv-full-history`), the fleet's own history (`locust_fleet_history.csv`: devices, slots, given-up
+slots, schedule lag and backlog a second), the windows the fleet judged with their exact figures
+(`locust_windows.json`, see `app.slo`), the sampled resources (`resources.csv`) and the plan (`experiment.json`)."""
 
 from __future__ import annotations
 
@@ -13,9 +15,12 @@ from typing import Any
 
 import numpy as np
 
-LAG_TYPE = "LAG"
+from app.slo import DEFAULT_SLO, Window
+
 AGGREGATED = "Aggregated"
 HISTORY_FILE = "locust_stats_history.csv"
+WINDOWS_FILE = "locust_windows.json"
+FLEET_HISTORY_FILE = "locust_fleet_history.csv"
 RESOURCES_FILE = "resources.csv"
 PLAN_FILE = "experiment.json"
 PERCENTILE_COLUMNS = {"p50": "50%", "p95": "95%", "p99": "99%"}
@@ -63,12 +68,15 @@ class EndpointStats:
 @dataclass(frozen=True)
 class RunRecords:
     plan: dict[str, Any]
-    entries: list[EntryHistory]  # requests only: no LAG, no Aggregated
+    entries: list[EntryHistory]  # requests only, no Aggregated
     aggregated: EntryHistory
-    lag: EntryHistory | None
+    windows: list[Window]  # stretches of constant fleet, with their warm-up and judged figures
+    slo: str  # the objectives the fleet judged the windows on
     resources: dict[str, np.ndarray]  # column -> values, aligned on resources["timestamp"]
     endpoints: list[EndpointStats] = field(default_factory=list)  # requests only, as entries
     prometheus: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # query -> (times, values)
+    fleet: dict[str, np.ndarray] = field(default_factory=dict)  # the fleet's history: column -> values, a row a
+    # second aligned on fleet["Timestamp"] (Devices, Requests/s, Request p95 ms, Slots given up, Lag p99 ms, ...)
 
 
 def _number(text: str) -> float:
@@ -101,19 +109,31 @@ def _complete_lines(path: Path) -> io.StringIO:
     return io.StringIO(text[: text.rfind("\n") + 1], newline="")
 
 
-def read_history(path: Path) -> tuple[list[EntryHistory], EntryHistory, EntryHistory | None]:
+def read_history(path: Path) -> tuple[list[EntryHistory], EntryHistory]:
     grouped: dict[tuple[str, str], list[dict[str, str]]] = {}
     for row in csv.DictReader(_complete_lines(path)):
         grouped.setdefault((row["Type"], row["Name"]), []).append(row)
     aggregated_rows = grouped.pop(("", AGGREGATED), None)
     if not aggregated_rows:
         raise RunDirectoryError(f"{path}: no Aggregated rows (did Locust run with --csv and --csv-full-history?)")
-    lag = next((_history(m, n, rows) for (m, n), rows in grouped.items() if m == LAG_TYPE), None)
-    entries = [_history(m, n, rows) for (m, n), rows in sorted(grouped.items()) if m != LAG_TYPE]
-    return entries, _history("", AGGREGATED, aggregated_rows), lag
+    entries = [_history(m, n, rows) for (m, n), rows in sorted(grouped.items())]
+    return entries, _history("", AGGREGATED, aggregated_rows)
 
 
-def read_resources(path: Path) -> dict[str, np.ndarray]:
+def read_windows(path: Path, plan: dict[str, Any]) -> tuple[list[Window], str]:
+    """The fleet's windows and the SLO it judged them on (the plan's, else the default, for a run without)."""
+    if not path.exists():
+        raise RunDirectoryError(f"{path} is missing: the fleet writes it when it stops (Locust with --csv)")
+    try:
+        document = json.loads(path.read_text())
+        windows = [Window.from_json(one) for one in document["windows"]]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise RunDirectoryError(f"{path}: not the fleet's windows ({exc})") from None
+    return windows, str(document.get("slo") or plan.get("slo") or DEFAULT_SLO)
+
+
+def read_columns(path: Path) -> dict[str, np.ndarray]:
+    """A CSV of numbers as columns (NaN where a cell is empty or not a number); {} when the file is missing."""
     if not path.exists():
         return {}
     rows = list(csv.DictReader(_complete_lines(path)))
@@ -127,7 +147,7 @@ def read_endpoints(path: Path) -> list[EndpointStats]:
         return []
     found = []
     for row in csv.DictReader(_complete_lines(path)):
-        if row["Name"] == AGGREGATED or row["Type"] == LAG_TYPE:
+        if row["Name"] == AGGREGATED:
             continue
         found.append(
             EndpointStats(
@@ -167,12 +187,18 @@ def read_run(directory: Path) -> RunRecords:
         raise RunDirectoryError(f"{history} is missing: not a run directory of `fleetbed experiment`")
     plan_path = directory / PLAN_FILE
     plan: dict[str, Any] = json.loads(plan_path.read_text()) if plan_path.exists() else {}
-    entries, aggregated, lag = read_history(history)
+    entries, aggregated = read_history(history)
+    windows, slo = read_windows(directory / WINDOWS_FILE, plan)
+    resources = read_columns(directory / RESOURCES_FILE)
+    fleet = read_columns(directory / FLEET_HISTORY_FILE)
     return RunRecords(
         plan,
         entries,
         aggregated,
-        lag,
-        read_resources(directory / RESOURCES_FILE),
+        windows,
+        slo,
+        resources,
         read_endpoints(directory / STATS_FILE),
+        read_prometheus(directory / PROMETHEUS_FILE),
+        fleet,
     )

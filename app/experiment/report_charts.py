@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from app.experiment.analysis import parse_slo
 from app.experiment.plots import COLOURS, Band, Chart, Limit, Mark, Series, spans_decades
 from app.experiment.records import EntryHistory, RunRecords
+from app.slo import parse_slo
 
 MIB = 1024 * 1024
 _LATENCY = ("p50", "p95", "p99")
@@ -54,21 +54,24 @@ def _fleet_marks(summary: dict[str, Any]) -> list[Mark]:
 
 
 def _bands(summary: dict[str, Any], started: float) -> list[Band]:
+    """Each step: its warm-up in grey (labelled on the first), its judged part in green or red with its fleet."""
     bands = []
-    warm_up = summary.get("warm_up")
-    if warm_up:
-        bands.append(Band(warm_up["start"] - started, warm_up["end"] - started, "warm-up", "warm-up"))
-    for step in summary["steps"]:
+    for index, step in enumerate(summary["steps"]):
+        judged_from = step.get("judged_from")
+        judged_from = step["start"] if judged_from is None else judged_from
+        if judged_from > step["start"]:
+            bands.append(Band(step["start"] - started, judged_from - started, "warm-up" if index == 0 else "",
+                              "warm-up"))  # fmt: skip
         kind = "held" if step["slo_passed"] else "broke"
-        bands.append(Band(step["start"] - started, step["end"] - started, f"{step['devices']:,}", kind))
+        bands.append(Band(judged_from - started, step["end"] - started, f"{step['devices']:,}", kind))
     return bands
 
 
 def _limits(slo: str, metrics: Sequence[str], name: str | None = None) -> list[Limit]:
     return [
-        Limit(limit, f"SLO {metric}{f'[{target}]' if target else ''} {limit:,g} ms")
-        for metric, target, limit in parse_slo(slo)
-        if metric in metrics and target in (None, name)
+        Limit(one.limit, f"SLO {one.label} {one.limit:,g} ms")
+        for one in parse_slo(slo)
+        if one.metric in metrics and one.name in (None, name)
     ]
 
 
@@ -122,11 +125,18 @@ def build_charts(records: RunRecords, summary: dict[str, Any]) -> list[Chart]:
         over_time(f"latency-{entry.name.strip('/').replace('/', '-') or 'root'}",
                   f"Response time of {entry.method} {entry.name} (10 s windows)", "ms", series,
                   limits=_limits(slo, _LATENCY, entry.name), y_log=spans_decades(ys))  # fmt: skip
-    if records.lag is not None:
-        series = _latency_series(records.lag, started)
+    fleet = records.fleet
+    if fleet and "Timestamp" in fleet:
+        fleet_times = list(fleet["Timestamp"] - started)
+        series = [Series(f"lag {q}", fleet_times, [v if v > 0 else math.nan for v in fleet[f"Lag {q} ms"]])
+                  for q in _LATENCY if f"Lag {q} ms" in fleet]  # fmt: skip
         ys = [y for one in series for y in one.ys]
-        over_time("schedule-lag", "Schedule lag: how late devices sent against their plan", "ms", series,
-                  limits=_limits(slo, ("lag_p50", "lag_p95", "lag_p99")), y_log=spans_decades(ys))  # fmt: skip
+        over_time("schedule-lag", "Schedule lag over the last 10 s: how late devices sent against their plan", "ms",
+                  series, limits=_limits(slo, ("lag_p50", "lag_p95", "lag_p99")), y_log=spans_decades(ys))  # fmt: skip
+        if "Slots given up" in fleet and np.nanmax(fleet["Slots given up"], initial=0) > 0:
+            over_time("given-up", "Slots given up per second (devices more than an interval behind)", "slots/s",
+                      [Series("given up", *_rates(fleet["Timestamp"] - started, fleet["Slots given up"]),
+                              colour="#d62728")])  # fmt: skip
 
     by_fleet = _steps_by_fleet(summary)
     fleets = [float(d) for d in by_fleet]

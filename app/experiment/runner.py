@@ -38,6 +38,7 @@ from app.stack.prometheus_server import (
 )
 
 LOCUSTFILE = Path(__file__).resolve().parents[2] / "locustfiles" / "kettle.py"
+LOCUST_HTML = "locust_report.html"  # Locust's own report of the run, next to ours
 EXPORT_STEP_MS = 1000
 LOCUST_STOP_TIMEOUT_S = 30.0
 INTERRUPTED = 130
@@ -69,6 +70,7 @@ def locust_args(plan: ExperimentPlan, service_url: str, metrics_port: int) -> li
     args = [
         sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "-H", service_url,
         "--csv", str(plan.out.resolve() / "locust"), "--csv-full-history", "--only-summary",
+        "--html", str(plan.out.resolve() / LOCUST_HTML),
         "--prometheus-port", str(metrics_port), "--prometheus-host", "127.0.0.1",
         "--run-name", f"experiment {plan.out.name}", "--slo", plan.slo,
         "--device-interval", f"{plan.interval_s:g}", "--devices-per-user", str(plan.devices_per_user),
@@ -76,9 +78,7 @@ def locust_args(plan: ExperimentPlan, service_url: str, metrics_port: int) -> li
     if plan.connections_per_user:
         args += ["--connections-per-user", str(plan.connections_per_user)]
     if plan.search is not None:
-        # The search judges every step itself; Locust's whole-run verdict would mix the steps that broke.
-        args.remove("--slo")
-        args.remove(plan.slo)
+        # Each target the search sets opens one of the fleet's windows, judged on --slo like a ramp until failure.
         target = plan.out.resolve() / SEARCH_TARGET_FILE
         return [*args, "--shape", "follow", "--users-file", str(target), "-t", f"{SEARCH_SAFETY_S:.0f}s"]
     if plan.step_devices or plan.until_failure:
@@ -150,7 +150,11 @@ def run_experiment(settings: Settings, plan: ExperimentPlan) -> int:
         search = None
         if plan.search is not None:
             search = CapacitySearch(
-                plan.search, plan.out, plan.out / SEARCH_TARGET_FILE, plan.devices_per_user, plan.slo, record
+                plan.search,
+                plan.out / SEARCH_TARGET_FILE,
+                f"http://127.0.0.1:{metrics_port}/metrics",
+                plan.devices_per_user,
+                record,
             )
             search.start()
         locust_log = plan.out / "locust.log"
@@ -215,15 +219,14 @@ def finish(plan: ExperimentPlan, record: dict[str, Any], locust_log: Path) -> in
     )
     print(
         f"capacity: {'none found' if capacity is None else f'{capacity:,} devices'}; "
-        f"knee: {'not reached' if knee is None else f'{knee:,} devices'}; {slo}; report: {plan.out / 'report.html'}",
+        f"knee: {'not reached' if knee is None else f'{knee:,} devices'}; {slo}; "
+        f"verdict {'PASS' if summary['passed'] else 'FAIL'}; report: {plan.out / 'report.html'}",
         file=sys.stderr,
     )
     if plan.search is not None:
         print(f"how sure: {summary['confidence']['sentence']}", file=sys.stderr)
     if record["interrupted"]:
         return INTERRUPTED
-    if plan.search is not None:
-        return 0 if capacity is not None else 1
     code = int(record["locust_exit_code"])
     if code not in (0, 1):
         tail = locust_log.read_text(errors="replace")[-3000:]

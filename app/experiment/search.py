@@ -1,34 +1,47 @@
 """The capacity search of `fleetbed experiment`: how many devices before the SLO breaks, in a few minutes.
 
-Geometric steps (`factor` times more devices each) up to the first fleet that breaks the SLO, then `refinements`
-bisections between the largest fleet that held and the smallest that broke, then a confirmation step at the
-capacity found (a broken confirmation lowers the capacity and the next one down is confirmed). The fleet follows
-the target this module writes to a file (the locustfile's `follow` shape). Each step waits until the fleet has
-spawned, then `settle_s` more (longer after a broken step, whose backlog must drain), and is judged over the next
-`judge_s` seconds with the report's own figures (`analysis.figures`) on the window the report will judge
-afterwards: the search and the report cannot disagree about a step.
+Geometric steps (`factor` times more devices each) up to the first fleet that breaks the SLO, then bisections
+between the largest fleet that held and the smallest that broke (at most `refinements`, until the gap is
+`resolution`), then a confirmation step at the capacity found (a broken confirmation lowers the capacity and the
+next one down is confirmed). The fleet follows the target this module writes to a file (the locustfile's `follow`
+shape); each new target opens one of the fleet's windows, whose warm-up lasts until its devices have started and
+`settle_s` more (longer after a broken step, whose backlog must drain). The search holds each step `judge_s`
+into its judged part and reads the fleet's own verdict of the open window so far (`app.slo`, on the master's
+/metrics); the window then closes within a second, and the report judges the closed windows with that same
+evaluator, so the search and the report agree about each step.
 """
 
 from __future__ import annotations
 
 import math
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from app.experiment.analysis import StepFigures, capacity, figures, parse_slo
-from app.experiment.records import (
-    HISTORY_FILE,
-    RESOURCES_FILE,
-    RunDirectoryError,
-    RunRecords,
-    read_history,
-    read_resources,
-)
+from prometheus_client.parser import text_string_to_metric_families
 
-SPAWN_TIMEOUT_S = 20.0  # a fleet that does not reach its target by then is judged as it stands
+from app.slo import capacity_of
+
+STEP_TIMEOUT_S = 60.0  # a step whose window never reaches its judged part is taken as broken
 AFTER_BREAK_SETTLE_FACTOR = 2.0
+WINDOW_SLO_MET = "fleetbed_generator_window_slo_met"
+
+
+def window_slo_met(metrics_url: str) -> bool | None:
+    """The fleet's verdict of its open window so far: True met, False broken, None while it warms up (or when the
+    master does not answer)."""
+    try:
+        with urllib.request.urlopen(metrics_url, timeout=2) as response:  # noqa: S310 (the run's own http URL)
+            text = response.read().decode()
+    except (OSError, ValueError):
+        return None
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == WINDOW_SLO_MET:
+                return bool(sample.value)
+    return None
 
 
 @dataclass(frozen=True)
@@ -54,14 +67,23 @@ def round_devices(devices: float, per_user: int) -> int:
     return max(per_user, math.ceil(rounded / per_user) * per_user)
 
 
+@dataclass(frozen=True)
+class Judged:
+    """A step as the search saw it: its fleet, its role and the fleet's verdict of its window."""
+
+    devices: int
+    role: str
+    passed: bool
+
+
 @dataclass
 class _Step:
     devices: int
     role: str
     target_set_at: float
     judge_s: float
-    settle_s: float
-    start: float | None = None  # judged window, in the history's clock (Unix seconds)
+    warming_seen: bool = False
+    judged_from: float | None = None
 
 
 @dataclass
@@ -69,18 +91,17 @@ class CapacitySearch:
     """Steers the fleet step by step; `poll()` once a second until it returns False."""
 
     plan: SearchPlan
-    out: Path
     target_file: Path
+    metrics_url: str  # the Locust master's /metrics
     devices_per_user: int
-    slo: str
-    record: dict[str, Any]  # the run's plan: gets "steps" (the judged windows) as they are judged
-    judged: list[StepFigures] = field(default_factory=list)
+    record: dict[str, Any]  # the run's plan: gets "search_steps" (fleet, role, when its target was set, verdict)
+    judged: list[Judged] = field(default_factory=list)
     done: bool = False
     _step: _Step | None = None
     _confirmations: int = 0
 
     def start(self) -> None:
-        self.record["steps"] = []
+        self.record["search_steps"] = []
         self._begin(round_devices(self.plan.start_devices, self.devices_per_user), "search", previous_broke=False)
 
     def _users(self, devices: int) -> int:
@@ -90,62 +111,50 @@ class CapacitySearch:
         users = self._users(devices)
         current = self._users(self._step.devices) if self._step else 0
         spawn_rate = max(10.0, abs(users - current) / 2.0)
-        self.target_file.write_text(f"{users} {spawn_rate:g}\n")
         settle = self.plan.settle_s * (AFTER_BREAK_SETTLE_FACTOR if previous_broke else 1.0)
+        self.target_file.write_text(f"{users} {spawn_rate:g} {settle:g}\n")
         judge = self.plan.confirm_s if role == "confirm" else self.plan.judge_s
-        self._step = _Step(users * self.devices_per_user, role, time.time(), judge, settle)
+        self._step = _Step(users * self.devices_per_user, role, time.time(), judge)
 
     def _finish(self) -> None:
         self.target_file.write_text("stop\n")
         self.done = True
-
-    def _records(self) -> RunRecords | None:
-        try:
-            entries, aggregated, lag = read_history(self.out / HISTORY_FILE)
-        except (OSError, RunDirectoryError, KeyError):
-            return None
-        return RunRecords(self.record, entries, aggregated, lag, read_resources(self.out / RESOURCES_FILE))
 
     def poll(self) -> bool:
         """Advance the search; False once it has finished (the fleet was told to stop)."""
         step = self._step
         if self.done or step is None:
             return False
-        records = self._records()
-        if records is None:
+        met = window_slo_met(self.metrics_url)
+        now = time.time()
+        if step.judged_from is None:
+            # The new window warms up first (no verdict yet); its verdict appears when its judged part begins.
+            if met is None:
+                step.warming_seen = True
+            elif step.warming_seen:
+                step.judged_from = now
+            if now - step.target_set_at > STEP_TIMEOUT_S:
+                self._judge(step, passed=False)
             return True
-        users, times = records.aggregated.users, records.aggregated.timestamp
-        target_users = self._users(step.devices)
-        if step.start is None:
-            arrived = times[(users == target_users) & (times >= math.floor(step.target_set_at))]
-            if arrived.size:
-                step.start = float(arrived[0]) + step.settle_s
-            elif time.time() - step.target_set_at > SPAWN_TIMEOUT_S:
-                step.start = time.time() + step.settle_s
-            else:
-                return True
-        end = step.start + step.judge_s
-        if times.size == 0 or times[-1] < end:
-            return True
-        self._judge(records, step, end)
+        if now - step.judged_from >= step.judge_s and met is not None:
+            self._judge(step, passed=met)
         return not self.done
 
-    def _judge(self, records: RunRecords, step: _Step, end: float) -> None:
-        assert step.start is not None
-        users = self._users(step.devices)
-        figures_now = figures(records, parse_slo(self.slo), users, step.start, end, step.start, step.role)
-        self.judged.append(figures_now)
-        self.record["steps"].append({"users": users, "start": step.start, "end": end, "role": step.role})
-        self._next(figures_now)
+    def _judge(self, step: _Step, passed: bool) -> None:
+        self.judged.append(Judged(step.devices, step.role, passed))
+        self.record["search_steps"].append(
+            {"devices": step.devices, "role": step.role, "target_set_at": step.target_set_at, "passed": passed}
+        )
+        self._next(self.judged[-1])
 
-    def _next(self, last: StepFigures) -> None:
+    def _next(self, last: Judged) -> None:
         per_user = self.devices_per_user
-        broke = not last.slo_passed
+        broke = not last.passed
         if len(self.judged) >= self.plan.max_steps:
             return self._finish()
-        held = sorted({s.devices for s in self.judged if s.slo_passed})
-        broken = min((s.devices for s in self.judged if not s.slo_passed), default=None)
-        found = capacity(self.judged)
+        held = sorted({s.devices for s in self.judged if s.passed})
+        broken = min((s.devices for s in self.judged if not s.passed), default=None)
+        found = capacity_of((s.devices, s.passed) for s in self.judged)
         if last.role == "confirm":
             if not broke or found is None or self._confirmations >= 2:
                 return self._finish()
@@ -174,4 +183,4 @@ class CapacitySearch:
         self._begin(found, "confirm", previous_broke)
 
 
-__all__ = ["CapacitySearch", "SearchPlan", "round_devices"]
+__all__ = ["CapacitySearch", "Judged", "SearchPlan", "round_devices", "window_slo_met"]

@@ -9,11 +9,19 @@ import math
 from dataclasses import asdict
 from typing import Any
 
-from app.experiment.analysis import as_json, capacity, confidence, knee, step_figures
+from app.experiment.analysis import (
+    StepFigures,
+    as_json,
+    capacity,
+    confidence,
+    knee,
+    step_figures,
+    verdict,
+    warmup_only,
+)
 from app.experiment.diagnosis import diagnose
 from app.experiment.records import RunRecords
 
-DEFAULT_SLO = "p95=1000, p99=2500, failures=0.01, lag_p99=250"
 TABLE_PERCENTILES = (50.0, 75.0, 95.0, 99.0)
 
 
@@ -21,19 +29,13 @@ def _finite(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def _warm_up(records: RunRecords, first_start: float | None) -> dict[str, Any] | None:
-    """What ran before the first judged window (logins, the spawn burst): reported, never judged."""
-    aggregated = records.aggregated
-    if first_start is None or aggregated.timestamp.size == 0:
+def _warm_up(records: RunRecords, steps: list[StepFigures]) -> dict[str, Any] | None:
+    """The first step's warm-up (logins, the spawn burst, each device's first slot): reported, never judged."""
+    if not steps or not math.isfinite(steps[0].judged_from):
         return None
-    before = aggregated.timestamp <= first_start
-    if not before.any():
-        return None
-    requests = sum(float(e.total_requests[e.timestamp <= first_start].max(initial=0)) for e in records.entries)
-    failures = sum(float(e.total_failures[e.timestamp <= first_start].max(initial=0)) for e in records.entries)
-    start = float(aggregated.timestamp[0])
-    return {"start": start, "end": first_start, "seconds": first_start - start, "requests": int(requests),
-            "failures": int(failures)}  # fmt: skip
+    first = steps[0]
+    return {"start": first.start, "end": first.judged_from, "seconds": first.judged_from - first.start,
+            "requests": first.warmup_requests, "failures": first.warmup_failures}  # fmt: skip
 
 
 def endpoint_table(records: RunRecords) -> list[dict[str, Any]]:
@@ -61,8 +63,9 @@ def distribution(records: RunRecords) -> dict[str, list[tuple[float, float]]]:
 
 def build_summary(records: RunRecords) -> dict[str, Any]:
     plan = records.plan
-    slo = str(plan.get("slo") or DEFAULT_SLO)
-    steps = step_figures(records, slo)
+    slo = records.slo
+    steps = step_figures(records)
+    run_verdict = verdict(records)
     knee_step = knee(steps, slo)
     found = capacity(steps)
     diagnosis = diagnose(steps, knee_step, int(plan.get("workers", 1) or 1))
@@ -71,7 +74,10 @@ def build_summary(records: RunRecords) -> dict[str, Any]:
     return {
         "plan": plan,
         "slo": slo,
-        "slo_held": bool(steps) and all(step.slo_passed for step in steps),
+        "slo_held": run_verdict.held,
+        # The fleet's verdict (Locust's exit code with --slo): a ramp until failure or a capacity search passes
+        # when it found a capacity.
+        "passed": run_verdict.passed(searched or bool(plan.get("until_failure"))),
         "search": searched,
         "capacity_devices": found,
         "knee_devices": None if knee_step is None else knee_step.devices,
@@ -79,7 +85,8 @@ def build_summary(records: RunRecords) -> dict[str, Any]:
         "bottleneck": asdict(diagnosis),
         "confidence": asdict(sure),
         "steps": [as_json(step) for step in steps],
-        "warm_up": _warm_up(records, steps[0].start if steps else None),
+        "warm_up": _warm_up(records, steps),
+        "warmup_only": warmup_only(records),
         "endpoints": endpoint_table(records),
         "distribution": distribution(records),
         "totals": {
@@ -89,4 +96,4 @@ def build_summary(records: RunRecords) -> dict[str, Any]:
     }
 
 
-__all__ = ["DEFAULT_SLO", "build_summary", "distribution", "endpoint_table"]
+__all__ = ["build_summary", "distribution", "endpoint_table"]
