@@ -19,8 +19,8 @@ h1 { font-size: 1.5em; } h2 { margin-top: 1.6em; border-bottom: 1px solid #ddd; 
 .verdict { font-size: 1.15em; padding: .8em 1em; border-left: 6px solid #d62728; background: #fbeaea; }
 .verdict.ok { border-color: #2ca02c; background: #eaf7ea; }
 .cards { display: flex; flex-wrap: wrap; gap: .8em; margin: 1em 0; }
-.card { border: 1px solid #ddd; border-radius: 6px; padding: .5em .9em; flex: 1 1 8em; max-width: 14em; }
-.card b { display: block; font-size: 1.35em; } .card span { color: #666; font-size: .9em; }
+.card { border: 1px solid #ddd; border-radius: 6px; padding: .5em .9em; flex: 1 1 auto; }
+.card b { display: block; font-size: 1.35em; white-space: nowrap; } .card span { color: #666; font-size: .9em; }
 .scroll { overflow-x: auto; } table { border-collapse: collapse; margin: .6em 0; font-size: .92em; }
 td, th { border: 1px solid #ccc; padding: .25em .55em; white-space: nowrap; } td { text-align: right; }
 td.name, th.name { text-align: left; } .fail { color: #c00; font-weight: bold; } .ok-text { color: #2a7d2a; }
