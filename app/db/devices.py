@@ -63,7 +63,10 @@ async def pending_command(pool: asyncpg.Pool, device_id: uuid.UUID) -> Command |
     return None if row is None else Command(row["charge"], row["fill"], row["flush"], row["interval_s"])
 
 
-NOTIFY_COMMAND_CHANGED = "SELECT pg_notify('fleetbed_command', $1::text)"
+# Every change of a standing command is announced on this channel, with the device id as payload, in the
+# transaction that makes it; `app.command_cache` listens on it.
+COMMAND_CHANNEL = "fleetbed_command"
+NOTIFY_COMMAND_CHANGED = "SELECT pg_notify($1::text, $2::text)"
 
 
 async def set_command(pool: asyncpg.Pool, device_id: uuid.UUID, command: Command) -> bool:
@@ -85,7 +88,7 @@ async def set_command(pool: asyncpg.Pool, device_id: uuid.UUID, command: Command
             command.interval_s,
         )
         if stored:
-            await conn.execute(NOTIFY_COMMAND_CHANGED, str(device_id))
+            await conn.execute(NOTIFY_COMMAND_CHANGED, COMMAND_CHANNEL, str(device_id))
     return bool(stored)
 
 
@@ -94,5 +97,5 @@ async def clear_command(pool: asyncpg.Pool, device_id: uuid.UUID) -> bool:
     async with pool.acquire() as conn, conn.transaction():
         removed = await conn.fetchval("DELETE FROM command WHERE device_id = $1 RETURNING true", device_id)
         if removed:
-            await conn.execute(NOTIFY_COMMAND_CHANGED, str(device_id))
+            await conn.execute(NOTIFY_COMMAND_CHANGED, COMMAND_CHANNEL, str(device_id))
     return bool(removed)
