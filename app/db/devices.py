@@ -11,6 +11,7 @@ import asyncpg
 import orjson
 
 from app.db import TOTALS_SHARDS
+from app.db.derived import fleet_totals_upsert
 
 
 @dataclass(frozen=True)
@@ -29,27 +30,25 @@ class Command:
         return orjson.dumps(self.as_json())
 
 
+# A new device counts once in the totals of its shard (the device id picks it).
+_ONE_NEW_DEVICE = fleet_totals_upsert("SELECT $3::int2, 1, 0, 0, 0, 0 FROM registered WHERE created")
+_REGISTER = f"""
+WITH registered AS (
+    INSERT INTO device AS d (id, metadata) VALUES ($1, coalesce($2::jsonb, '{{}}'::jsonb))
+    ON CONFLICT (id) DO UPDATE
+        SET last_login_at = now(), metadata = coalesce($2::jsonb, d.metadata)
+    RETURNING (xmax = 0) AS created
+), counted AS (
+    {_ONE_NEW_DEVICE}
+    RETURNING 1
+)
+SELECT created FROM registered
+"""
+
+
 async def register_device(pool: asyncpg.Pool, device_id: uuid.UUID, metadata: dict[str, Any] | None) -> bool:
     """Register the device or record its login; return True when it is new. Metadata is replaced when given."""
-    created: bool = await pool.fetchval(
-        """
-        WITH registered AS (
-            INSERT INTO device AS d (id, metadata) VALUES ($1, coalesce($2::jsonb, '{}'::jsonb))
-            ON CONFLICT (id) DO UPDATE
-                SET last_login_at = now(), metadata = coalesce($2::jsonb, d.metadata)
-            RETURNING (xmax = 0) AS created
-        ), counted AS (
-            INSERT INTO fleet_totals AS t (shard, devices)
-            SELECT $3::int2, 1 FROM registered WHERE created
-            ON CONFLICT (shard) DO UPDATE SET devices = t.devices + 1
-            RETURNING 1
-        )
-        SELECT created FROM registered
-        """,
-        device_id,
-        metadata,
-        device_id.int % TOTALS_SHARDS,
-    )
+    created: bool = await pool.fetchval(_REGISTER, device_id, metadata, device_id.int % TOTALS_SHARDS)
     return created
 
 
