@@ -121,10 +121,6 @@ INSERT_READINGS_RETURNING_OLD = _INCOMING_AND_INSERTED + _CHANGE_FROM_RETURNING_
 INSERT_READINGS_WITH_LOOKUP = _INCOMING_AND_INSERTED + _CHANGE_FROM_LOOKUP + _ROLLUP_TOTALS_AND_ANSWER
 
 
-def insert_statement(server_major_version: int) -> str:
-    return INSERT_READINGS_RETURNING_OLD if server_major_version >= 18 else INSERT_READINGS_WITH_LOOKUP
-
-
 @dataclass(frozen=True)
 class StoreResult:
     received: int
@@ -169,11 +165,3 @@ async def store_batch(
     assert row is not None
     positions = row["duplicate_positions"] or []
     return BatchOutcome(inserted=row["n"], duplicate_positions=frozenset(p - 1 for p in positions))
-
-
-async def store_readings(
-    conn: Connection, device_ids: Sequence[uuid.UUID], readings: Sequence[Reading], shard: int = 0
-) -> StoreResult:
-    """Store one request's readings on their own (no group commit)."""
-    outcome = await store_batch(conn, device_ids, readings, shard)
-    return StoreResult(received=len(readings), inserted=outcome.inserted)
