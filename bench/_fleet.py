@@ -1,4 +1,5 @@
-"""The system under test for the benchmarks: a PostgreSQL of their own (embedded 18 or Debian's 15), migrated databases, the service process."""
+"""The system under test for the benchmarks: a PostgreSQL of their own (embedded 18 or Debian's 15), migrated
+databases, the service process."""
 
 from __future__ import annotations
 
