@@ -77,8 +77,10 @@ STATE_CHANGE = """, change AS (
 # From `inserted` and `change`: the hourly rollup and the totals of writer shard $9.
 ROLLUP_AND_TOTALS = """, rollup AS (
     INSERT INTO water_temp_hourly AS h (hour, shard, readings, water_temp_sum, water_temp_sumsq)
+    -- The UTC hour, as date_trunc('hour', time, 'UTC') gives it: date_bin is arithmetic on the stored instant,
+    -- where date_trunc with a zone resolves the zone for every row (half the statement's time, in EXPLAIN).
     -- PostgreSQL raises on float underflow: squares of values this small count as the zero they are.
-    SELECT date_trunc('hour', time, 'UTC'), $9::int2, count(*), sum(water_temp),
+    SELECT date_bin('1 hour', time, '1970-01-01 00:00:00+00'), $9::int2, count(*), sum(water_temp),
            sum(CASE WHEN abs(water_temp) < 1e-150 THEN 0 ELSE water_temp * water_temp END)
     FROM inserted GROUP BY 1 ORDER BY 1
     ON CONFLICT (hour, shard) DO UPDATE SET
