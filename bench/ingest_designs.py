@@ -40,7 +40,7 @@ from app.db.measurements import (
     BatchOutcome,
     reading_columns,
 )
-from app.validation import Reading
+from app.db.readings import Reading
 from bench import _fleet, _measure
 from bench.run import QUICK, ROUNDS
 from tests.support.postgres import POSTGRES_15_BIN, postgres_15_missing

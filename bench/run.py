@@ -26,7 +26,7 @@ import asyncpg
 import psutil
 
 from app.backfill import BackfillPlan, backfill
-from app.experiment.processes import free_port
+from app.stack.processes import free_port
 from bench import _fleet, _measure
 from bench._wrk import WrkResult, get_script, post_script, run_wrk
 from tests.support.postgres import POSTGRES_15_BIN, postgres_15_missing

@@ -21,13 +21,13 @@ import pytest
 
 from app.db.migrations import migrate
 from app.db.stats import fleet_stats, fleet_stats_by_full_scan
-from app.embedded_db import EmbeddedPostgres
+from app.stack.embedded_db import EmbeddedPostgres
 from tests.support.db import fetch
-from tests.support.postgres import POSTGRES_15_BIN, postgres_15_missing
-from tests.support.requirements import missing
 from tests.support.fleet_driver import DriverReport, drive
+from tests.support.postgres import POSTGRES_15_BIN, postgres_15_missing
 from tests.support.processes import free_port, running_fleetbed, wait_until_ready
 from tests.support.proxy import cuttable_proxy
+from tests.support.requirements import missing
 from tests.test_stats import assert_same_stats
 
 DEVICES = 20

@@ -20,7 +20,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from app.db import Connection
-from app.validation import Reading
+from app.db.derived import fleet_totals_upsert, hourly_rollup_upsert
+from app.db.readings import Reading
 
 # The statement is built from these pieces (a WITH query, one CTE each); bench/ingest_designs.py composes the
 # same pieces into the derived-state design it measures this one against.
@@ -74,29 +75,22 @@ STATE_CHANGE = """, change AS (
               charge_now_change AS charge_delta, water_level_change AS level_delta
 )"""
 
-# From `inserted` and `change`: the hourly rollup and the totals of writer shard $9.
-ROLLUP_AND_TOTALS = """, rollup AS (
-    INSERT INTO water_temp_hourly AS h (hour, shard, readings, water_temp_sum, water_temp_sumsq)
-    -- The UTC hour, as date_trunc('hour', time, 'UTC') gives it: date_bin is arithmetic on the stored instant,
-    -- where date_trunc with a zone resolves the zone for every row (half the statement's time, in EXPLAIN).
-    -- PostgreSQL raises on float underflow: squares of values this small count as the zero they are.
-    SELECT date_bin('1 hour', time, '1970-01-01 00:00:00+00'), $9::int2, count(*), sum(water_temp),
+# The UTC hour, as date_trunc('hour', time, 'UTC') gives it: date_bin is arithmetic on the stored instant, where
+# date_trunc with a zone name resolves the zone for every row (half the statement's time, in EXPLAIN ANALYZE).
+# PostgreSQL raises on float underflow: squares of values this small count as the zero they are.
+_INSERTED_BY_HOUR = """SELECT date_bin('1 hour', time, '1970-01-01 00:00:00+00'), $9::int2, count(*), sum(water_temp),
            sum(CASE WHEN abs(water_temp) < 1e-150 THEN 0 ELSE water_temp * water_temp END)
-    FROM inserted GROUP BY 1 ORDER BY 1
-    ON CONFLICT (hour, shard) DO UPDATE SET
-        readings = h.readings + EXCLUDED.readings,
-        water_temp_sum = h.water_temp_sum + EXCLUDED.water_temp_sum,
-        water_temp_sumsq = h.water_temp_sumsq + EXCLUDED.water_temp_sumsq
+    FROM inserted GROUP BY 1 ORDER BY 1"""
+_CHANGE_OF_TOTALS = """SELECT $9::int2, 0, sum(readings), count(*) FILTER (WHERE first_reading), sum(charge_delta),
+           sum(level_delta)
+    FROM change HAVING count(*) > 0"""
+
+# From `inserted` and `change`: the hourly rollup and the totals of writer shard $9.
+ROLLUP_AND_TOTALS = f""", rollup AS (
+    {hourly_rollup_upsert(_INSERTED_BY_HOUR)}
     RETURNING 1
 ), totals AS (
-    INSERT INTO fleet_totals AS t (shard, measurements, reporting_devices, total_battery_charge, total_water_volume)
-    SELECT $9::int2, sum(readings), count(*) FILTER (WHERE first_reading), sum(charge_delta), sum(level_delta)
-    FROM change HAVING count(*) > 0
-    ON CONFLICT (shard) DO UPDATE SET
-        measurements = t.measurements + EXCLUDED.measurements,
-        reporting_devices = t.reporting_devices + EXCLUDED.reporting_devices,
-        total_battery_charge = t.total_battery_charge + EXCLUDED.total_battery_charge,
-        total_water_volume = t.total_water_volume + EXCLUDED.total_water_volume
+    {fleet_totals_upsert(_CHANGE_OF_TOTALS)}
     RETURNING 1
 )"""
 
@@ -159,11 +153,3 @@ async def store_batch(
     assert row is not None
     positions = row["duplicate_positions"] or []
     return BatchOutcome(inserted=row["n"], duplicate_positions=frozenset(p - 1 for p in positions))
-
-
-async def store_readings(
-    conn: Connection, device_ids: Sequence[uuid.UUID], readings: Sequence[Reading], shard: int = 0
-) -> StoreResult:
-    """Store one request's readings on their own (no group commit)."""
-    outcome = await store_batch(conn, device_ids, readings, shard)
-    return StoreResult(received=len(readings), inserted=outcome.inserted)

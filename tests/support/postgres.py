@@ -20,7 +20,7 @@ from pathlib import Path
 import asyncpg
 
 from app.db.migrations import migrate
-from app.embedded_db import EmbeddedPostgres
+from app.stack.embedded_db import EmbeddedPostgres
 
 TEMPLATE = "fleetbed_template"
 POSTGRES_15_BIN = Path("/usr/lib/postgresql/15/bin")
