@@ -12,7 +12,7 @@ import asyncio
 import logging
 import time
 
-from aiohttp import web
+from aiohttp import HttpVersion11, web
 from aiohttp.typedefs import Handler, Middleware
 
 from app.database_errors import DatabaseFaults, is_database_error
@@ -59,6 +59,21 @@ def error_response(request: web.Request, exc: Exception, max_body_bytes: int, fa
 def _internal_error() -> web.Response:
     error = InternalError()
     return json_response(error.body(), status=error.status)
+
+
+async def expect_handler(request: web.Request) -> web.StreamResponse | None:
+    """`Expect: 100-continue` is met; any other expectation is a 417 in the JSON contract. (aiohttp's own handler
+    runs before any middleware, echoes the header in plain text, and answers 500 when its bytes are not UTF-8.)"""
+    if request.version != HttpVersion11:
+        return None
+    if request.headers.get("Expect", "").lower() == "100-continue":
+        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        request.writer.output_size = 0  # the interim answer is not part of the response's size
+        return None
+    return json_response(
+        {"error": "expectation_failed", "message": "the only expectation this service meets is 100-continue"},
+        status=417,
+    )
 
 
 def route_label(request: web.Request) -> str:
