@@ -235,6 +235,12 @@ class BatchWriter:
                 if attempt == 2:
                     raise
                 await asyncio.sleep(0.01 * (attempt + 1))
+            except asyncpg.InternalClientError:
+                # The kept connection's protocol state broke, typically on a server's goodbye (shutdown, restart)
+                # that arrived while it was idle: try again on a fresh connection (a real bug fails every try).
+                await self._drop_connection(lane)
+                if attempt == 2:
+                    raise
             except BaseException:
                 await self._drop_connection(lane)  # broken or in an unknown state: take a fresh one next time
                 raise
