@@ -29,9 +29,9 @@ from app.database_errors import classify, is_database_error
 from app.db import TOTALS_SHARDS
 from app.db.devices import unregistered_devices
 from app.db.measurements import BatchOutcome, StoreResult, store_batch
+from app.db.readings import Reading
 from app.errors import InternalError, Unauthorized, Unavailable
-from app.metrics import ServiceMetrics
-from app.validation import Reading
+from app.metrics.service import ServiceMetrics
 
 log = logging.getLogger(__name__)
 

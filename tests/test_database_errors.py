@@ -16,11 +16,11 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from app.database_errors import ArgumentError, classify
+from app.db.readings import Reading
 from app.errors import InternalError
 from app.keys import INGEST, METRICS
 from app.server import create_app
 from app.tokens import issue_device_token
-from app.validation import Reading
 from tests.conftest import SECRET, AiohttpClient, make_settings
 from tests.support.db import scalar
 from tests.support.devices import Device, login, reading
