@@ -5,8 +5,10 @@ conditions that pass are 503 + Retry-After (counted by SQLSTATE class), and only
 from __future__ import annotations
 
 import asyncio
+import logging
 import shutil
 import tempfile
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
@@ -16,8 +18,9 @@ from pathlib import Path
 import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient
+from prometheus_client import CollectorRegistry
 
-from app.database_errors import ArgumentError, classify
+from app.database_errors import ArgumentError, DatabaseFaults, classify
 from app.db.migrations import migrate
 from app.db.readings import Reading
 from app.errors import InternalError
@@ -231,3 +234,21 @@ def test_data_errors_are_bugs_and_connection_errors_pass() -> None:
     assert full is not None
     assert full.retry_after_s == 10
     assert "disk" in full.message
+
+
+def test_each_class_is_counted_every_time_and_logged_once_per_interval(caplog: pytest.LogCaptureFixture) -> None:
+    registry = CollectorRegistry()
+    faults = DatabaseFaults(registry, interval_s=0.2)
+    with caplog.at_level(logging.WARNING, logger="app.database_errors"):
+        for _ in range(5):
+            faults.report(asyncpg.DiskFullError("could not extend file"), "a test")
+        faults.report(asyncpg.ReadOnlySQLTransactionError("read-only"), "a test")
+        time.sleep(0.25)
+        faults.report(asyncpg.DiskFullError("could not extend file"), "a test")
+    labels = {"sqlstate_class": "53", "status": "503"}
+    assert registry.get_sample_value("fleetbed_database_errors_total", labels) == 6
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 3, lines
+    assert "SQLSTATE 53100" in lines[0]
+    assert "SQLSTATE 25006" in lines[1]
+    assert "4 more like it" in lines[2]
