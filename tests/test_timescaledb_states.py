@@ -5,8 +5,11 @@ the PGlite TimescaleDB), and migrate itself stopping with one line instead of a 
 from __future__ import annotations
 
 import logging
+import os
 import shutil
+import subprocess
 import tempfile
+import urllib.parse
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -15,6 +18,7 @@ import pytest
 
 from app.db.migrations import MigrationError, applied_migrations, check_timescaledb, load_migrations, migrate
 from app.db.timescaledb import Outcome, TimescaleDBState, decide, names_timescaledb, read_state
+from tests.support.processes import fleetbed_command
 
 NEWER, OLDER = "2.23.0", "2.20.0"
 
@@ -163,3 +167,22 @@ def test_timescaledb_loaded_but_not_created_gets_the_hypertable_layout() -> None
     assert before.created_version is None
     assert decide(before, layout_pending=True).outcome is Outcome.TIMESCALEDB
     assert created == before.available_version
+
+
+def test_fleetbed_migrate_says_it_in_one_line_and_exits_2(empty_pg_url: str, fake_timescaledb: Path) -> None:
+    """What an operator sees on a server where TimescaleDB is installed but not preloaded: one line, no traceback."""
+    # asyncpg passes unknown DSN parameters to the server as settings: this session lists the stand-in.
+    url = f"{empty_pg_url}?extension_control_path={urllib.parse.quote(f'{fake_timescaledb}:$system', safe='')}"
+    result = subprocess.run(
+        [*fleetbed_command(), "migrate"],
+        env={**os.environ, "FLEETBED_DATABASE_URL": url, "FLEETBED_DATA_DIR": tempfile.mkdtemp()},
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    if "extension_control_path" in result.stderr:
+        pytest.skip("extension_control_path needs PostgreSQL 18")
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("fleetbed:")]
+    assert len(errors) == 1, result.stderr
+    assert "installed but not preloaded" in errors[0]
+    assert "shared_preload_libraries" in errors[0]
