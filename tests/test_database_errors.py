@@ -56,6 +56,7 @@ async def table_locked(url: str, table: str) -> AsyncIterator[asyncpg.Connection
     """Another session holding an exclusive lock on `table` until the block ends."""
     conn = await asyncpg.connect(url)
     try:
+        await conn.execute("SET statement_timeout = 0; SET lock_timeout = 0")  # the holder is never cancelled
         transaction = conn.transaction()
         await transaction.start()
         await conn.execute(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")

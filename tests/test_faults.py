@@ -330,6 +330,7 @@ async def state_rows_locked(url: str) -> AsyncIterator[None]:
     """Another session holding every `device_state` row (FOR UPDATE) until the block ends."""
     conn = await asyncpg.connect(url)
     try:
+        await conn.execute("SET statement_timeout = 0")  # the lock holder is not the one to be cancelled
         async with conn.transaction():
             await conn.execute("SELECT 1 FROM device_state FOR UPDATE")
             yield
@@ -344,8 +345,8 @@ async def state_rows_locked(url: str) -> AsyncIterator[None]:
 async def test_state_rows_locked_for_seconds(pg_url: str, statement_timeout: str | None, fault: str) -> None:
     """A lock held on the state rows: requests wait, then the statement is cancelled (by the service's own
     command timeout, or the server's statement_timeout) and the device is told 503; after the lock, 201s."""
+    database = pg_url.rsplit("/", 1)[1]
     if statement_timeout is not None:
-        database = pg_url.rsplit("/", 1)[1]
         await fetch(pg_url, f"ALTER DATABASE {database} SET statement_timeout = '{statement_timeout}'")
     port = free_port()
     base = f"http://127.0.0.1:{port}"
@@ -362,6 +363,8 @@ async def test_state_rows_locked_for_seconds(pg_url: str, statement_timeout: str
         await asyncio.sleep(2.0)
         stop.set()
         await fleet
+    if statement_timeout is not None:
+        await fetch(pg_url, f"ALTER DATABASE {database} RESET statement_timeout")  # for the checks below
     assert report.statuses.get(503, 0) > 0, "devices waiting on the lock were told to come back"
     if statement_timeout is not None:
         assert cancelled > 0, "the server cancelled statements (SQLSTATE 57014)"
