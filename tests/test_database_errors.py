@@ -222,6 +222,9 @@ def test_data_errors_are_bugs_and_connection_errors_pass() -> None:
     wrong shape) are 500s; an InterfaceError of a lost connection stays a 503."""
     assert classify(asyncpg.DataError("invalid input for query argument $3")) is None
     assert classify(ArgumentError("the argument is not a sequence")) is None
+    slow = classify(TimeoutError())
+    assert slow is not None
+    assert slow.retry_after_s == 2
     lost = classify(asyncpg.InterfaceError("connection is closed"))
     assert lost is not None
     assert lost.retry_after_s == 1
