@@ -21,10 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from app.cli._database import database_url, report_migrations
+from app.experiment.hosts import HOSTS_FILE, write_roles
 from app.experiment.processes import child, fleetbed_args, free_port, stop, wait_until_ready
 from app.experiment.progress import ProgressLine
 from app.experiment.report_html import write_report
-from app.experiment.sampler import ResourceSampler
+from app.experiment.sampler import LocalHostProbe, ResourceSampler, database_is_local, local_host_roles
 from app.prometheus_export import ExportError, export_series, write_tidy
 from app.prometheus_server import LocalPrometheus, PrometheusError, ScrapeTargets, prometheus_binary, write_local_config
 from app.settings import Settings
@@ -129,7 +130,10 @@ def run_experiment(settings: Settings, plan: ExperimentPlan) -> int:
                 print(f"fleetbed experiment: Prometheus on {prometheus.url}", file=log)
             except PrometheusError as exc:
                 print(f"fleetbed experiment: running without Prometheus: {exc}", file=log)
-        sampler = ResourceSampler(plan.out / "resources.csv", f"{service_url}/metrics").start()
+        (plan.out / HOSTS_FILE).unlink(missing_ok=True)
+        write_roles(plan.out, *local_host_roles(url))
+        probe = LocalHostProbe(database_here=database_is_local(url))
+        sampler = ResourceSampler(plan.out / "resources.csv", f"{service_url}/metrics", host_probe=probe).start()
         stack.callback(sampler.stop)
         record["started_at"] = time.time()
         locust_log = plan.out / "locust.log"
