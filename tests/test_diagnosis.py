@@ -136,7 +136,9 @@ def test_a_tiny_pool_is_named(tmp_path: Path) -> None:
     assert "pool" in str(found["sentence"])
     # The machine's own figures are in the evidence, PostgreSQL's processes included (the embedded database).
     local = next(line for line in found["evidence"] if str(line).startswith("this machine"))  # type: ignore[attr-defined]
-    assert "service, generator, database" in local and "PostgreSQL" in local and "cores busy of" in local, local
+    assert "service, generator, database" in local, local
+    assert "PostgreSQL" in local, local
+    assert "cores busy of" in local, local
 
 
 def test_a_saturated_generator_is_named_instead_of_the_service(tmp_path: Path) -> None:

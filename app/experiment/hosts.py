@@ -87,8 +87,10 @@ def write_rows(path: Path, rows: Iterable[tuple[float, str, str, float]], append
         writer = csv.writer(out, lineterminator="\n")
         if new:
             writer.writerow(["timestamp", "host", "quantity", "value"])
-        for when, host, quantity, value in rows:
-            writer.writerow([f"{when:.3f}", host, quantity, "" if not math.isfinite(value) else f"{value:.6g}"])
+        writer.writerows(
+            (f"{when:.3f}", host, quantity, f"{value:.6g}" if math.isfinite(value) else "")
+            for when, host, quantity, value in rows
+        )
 
 
 def write_roles(directory: Path, roles: dict[str, list[str]], unseen: list[str]) -> None:
@@ -103,10 +105,12 @@ def read_hosts(directory: Path) -> HostEvidence | None:
     collected: dict[tuple[str, str], tuple[list[float], list[float]]] = {}
     if path.exists():
         with path.open(newline="") as source:
-            for row in csv.DictReader(source):
-                times, values = collected.setdefault((row["host"], row["quantity"]), ([], []))
-                times.append(float(row["timestamp"]))
-                values.append(float(row["value"]) if row["value"] else math.nan)
+            rows = csv.reader(source)
+            next(rows, None)
+            for when, host, quantity, value in rows:
+                times, values = collected.setdefault((host, quantity), ([], []))
+                times.append(float(when))
+                values.append(float(value) if value else math.nan)
     evidence = HostEvidence()
     for (host, quantity), (times, values) in collected.items():
         order = np.argsort(times, kind="stable")
