@@ -33,6 +33,10 @@ def evidence_queries(window: str) -> dict[str, str]:
         """The rate of the first selector that has series (alternatives for different PostgreSQL versions)."""
         return " or ".join(f"sum by (instance) (rate({selector}[{window}]))" for selector in selectors)
 
+    def total_rate(*selectors: str) -> str:
+        """The sum of several counters' rates (each summed by instance first: rate() drops the metric name)."""
+        return " + ".join(f"sum by (instance) (rate({selector}[{window}]))" for selector in selectors)
+
     def per_op_ms(seconds: str, ops: str) -> str:
         return f"({seconds}) / (({ops}) > 0)"
 
@@ -45,7 +49,7 @@ def evidence_queries(window: str) -> dict[str, str]:
         "cpu_iowait_cores": rate('node_cpu_seconds_total{mode="iowait"}'),
         "mem_available_ratio": "sum by (instance) (node_memory_MemAvailable_bytes)"
         " / sum by (instance) (node_memory_MemTotal_bytes)",
-        "swap_pages_per_s": rate('{__name__=~"node_vmstat_pswp(in|out)"}'),
+        "swap_pages_per_s": total_rate("node_vmstat_pswpin", "node_vmstat_pswpout"),
         "disk_util": f"max by (instance) (rate(node_disk_io_time_seconds_total[{window}]))",
         "disk_await_ms": "max by (instance) ("
         + per_op_ms(
@@ -54,7 +58,9 @@ def evidence_queries(window: str) -> dict[str, str]:
             f"rate(node_disk_reads_completed_total[{window}]) + rate(node_disk_writes_completed_total[{window}])",
         )
         + ")",
-        "net_bytes_per_s": rate('{__name__=~"node_network_(receive|transmit)_bytes_total", device!="lo"}'),
+        "net_bytes_per_s": total_rate(
+            'node_network_receive_bytes_total{device!="lo"}', 'node_network_transmit_bytes_total{device!="lo"}'
+        ),
         **{
             f"db_backends_{wait}": f'sum by (instance) (fleetbed_pg_backends_count{{wait="{wait}"}})'
             for wait in ("cpu", "lock", "io_wal", "io_data", "lwlock", "client", "other")

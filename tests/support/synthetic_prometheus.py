@@ -104,6 +104,10 @@ def lines(run: SyntheticRun) -> Iterator[str]:
                 yield from _series("node_cpu_seconds_total", labels, counter([per_s] * run.seconds))
         yield from _series("node_memory_MemAvailable_bytes", node, gauge([6e9] * run.seconds))
         yield from _series("node_memory_MemTotal_bytes", node, gauge([8e9] * run.seconds))
+        for name in ("node_vmstat_pswpin", "node_vmstat_pswpout"):
+            yield from _series(name, node, counter([0.0] * run.seconds))
+        for name in ("node_network_receive_bytes_total", "node_network_transmit_bytes_total"):
+            yield from _series(name, {**node, "device": "eth0"}, counter([1e5] * run.seconds))
 
     for wait in WAITS:
         values = [3.0 if wait == run.plant and run.troubled(s) else 0.1 for s in seconds]
