@@ -78,6 +78,9 @@ SEPARATE = {"db": ["database"], "app": ["service"], "load": ["generator"]}
     [
         pytest.param(SEPARATE, {"db_backends_cpu": 6.0}, {}, "database-cpu",
                      "The database host ran out of CPU", id="backends-queued-for-cpu-under-a-quota"),
+        # A CPU-starved server also syncs its WAL late: CPU is named when it is the main thing backends do.
+        pytest.param(SEPARATE, {"db_backends_cpu": 0.4, "db_backends_io_wal": 0.5, "db_wal_sync_ms": 16.0}, {},
+                     "database-cpu", "The database host ran out of CPU", id="cpu-quota-slows-wal-syncs-too"),
         pytest.param(SEPARATE, {"cpu_busy_cores": 3.9}, {}, "database-cpu",
                      "The database host ran out of CPU", id="database-host-cores-full"),
         pytest.param(SEPARATE, {"db_backends_lock": 4.0}, {"pool_waiting": 30.0, "pool_utilisation": 1.0},
@@ -110,6 +113,14 @@ def test_the_hosts_and_the_database_are_named(
     assert found.sentence.startswith(opening), found.sentence
     if kind != "commit":
         assert any(line.startswith("PostgreSQL on ") for line in found.evidence), found.evidence
+
+
+def test_a_database_host_busy_from_the_start_did_not_give_out_in_this_run() -> None:
+    # Another tenant of the machine kept its cores full from the first step on; the locks are what changed.
+    hosts = evidence(SEPARATE, {**DB_CALM, "cpu_busy_cores": 3.9}, {"db_backends_lock": 4.0})
+    first = replace(CALM, start=0.0, end=10.0)
+    stress = replace(CALM, devices=200, start=10.0, end=20.0, slo_passed=False, p95_ms=900.0)
+    assert diagnose([first, stress], None, 1, hosts).kind == "lock-waits"
 
 
 def test_unknown_names_what_was_not_seen() -> None:

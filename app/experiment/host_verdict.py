@@ -6,8 +6,9 @@ network), judged before the service's pool (which fills whenever the database is
 (`judge_machines`: shared cores, memory), judged after the pool and commits (which name a cause more precisely):
 
 - shared cores: one host carries two or more of the service, the database and the generator, and its cores are full;
-- database CPU: the database host's cores are full, or PostgreSQL's backends are active with no wait event (on a
-  CPU or queued for one, as under a CPU quota) far more than at the first step;
+- database CPU: the database host's cores filled up during the run, or PostgreSQL's backends are active with no
+  wait event (on a CPU or queued for one, as under a CPU quota) far more than at the first step, and that is the
+  main thing they do (a CPU-starved server also syncs its WAL late, so disk waits rise with it);
 - lock waits: backends queued on heavyweight locks (a row or a table);
 - database disk: backends waiting on WAL writes or syncs, or on data file reads; slow WAL syncs;
 - network: the service's commits slowed (its event loop and GC free) while PostgreSQL had no backend working on
@@ -28,8 +29,10 @@ from app.experiment.hosts import ROLES, HostEvidence
 
 HOST_CPU_FULL = 0.9  # busy share of a host's cores
 DB_HOST_CPU_FULL = 0.85
+HOST_CPU_ROSE = 0.25  # share of the cores the host's busy time grew by since the first step
 RISE_FACTOR = 3.0
-DB_BACKENDS_ON_CPU = 1.0  # mean backends running or queued for a CPU
+DB_BACKENDS_ON_CPU = 0.25  # mean backends running or queued for a CPU (a small service keeps one or two busy)
+CPU_SHARE_OF_WORK = 0.5  # ... and at least half as many as in the busiest other wait class
 DB_BACKENDS_WAITING = 0.5  # mean backends in one wait class
 WAL_SYNC_SLOW_MS = 10.0
 DISK_FULL = 0.9
@@ -72,8 +75,9 @@ class _Judge:
     def before(self, host: str, quantity: str) -> float:
         return self.hosts.figure(host, quantity, *settled(self.base))
 
-    def busy_share(self, host: str) -> float:
-        return self.now(host, "cpu_busy_cores") / max(1.0, self.now(host, "cpu_cores"))
+    def busy_share(self, host: str, before: bool = False) -> float:
+        at = self.before if before else self.now
+        return at(host, "cpu_busy_cores") / max(1.0, at(host, "cpu_cores"))
 
     def shared_cores(self) -> Finding | None:
         for host in self.hosts.hosts():
@@ -99,10 +103,21 @@ class _Judge:
     def database_cpu(self) -> Finding | None:
         for host in self.hosts.hosts_with("database"):
             on_cpu, before = self.now(host, "db_backends_cpu"), self.before(host, "db_backends_cpu")
-            share = self.busy_share(host)
+            share, share_before = self.busy_share(host), self.busy_share(host, before=True)
             dedicated = set(self.hosts.roles.get(host, [])) == {"database"}
-            host_full = dedicated and math.isfinite(share) and share >= DB_HOST_CPU_FULL
-            if host_full or _rose(on_cpu, before, DB_BACKENDS_ON_CPU):
+            # Full, and filled by this run: a host busy with something else from the start did not give out here.
+            host_full = (
+                dedicated
+                and math.isfinite(share)
+                and share >= DB_HOST_CPU_FULL
+                and (not math.isfinite(share_before) or share - share_before >= HOST_CPU_ROSE)
+            )
+            others = [self.now(host, f"db_backends_{name}") for name in WORKING_BACKENDS if name != "cpu"]
+            # On a CPU (or queued for one) more than before, and the main thing the working backends do.
+            cpu_bound = _rose(on_cpu, before, DB_BACKENDS_ON_CPU) and on_cpu >= CPU_SHARE_OF_WORK * max(
+                [_zero(value) for value in others], default=0.0
+            )
+            if host_full or cpu_bound:
                 host_text = f"{100 * share:.0f}% of its cores busy" if math.isfinite(share) else "no CPU figure"
                 return Finding(
                     "database-cpu",
