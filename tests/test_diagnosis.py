@@ -79,7 +79,7 @@ SEPARATE = {"db": ["database"], "app": ["service"], "load": ["generator"]}
         pytest.param(SEPARATE, {"db_backends_cpu": 6.0}, {}, "database-cpu",
                      "The database host ran out of CPU", id="backends-queued-for-cpu-under-a-quota"),
         # A CPU-starved server also syncs its WAL late: CPU is named when it is the main thing backends do.
-        pytest.param(SEPARATE, {"db_backends_cpu": 0.7, "db_backends_io_wal": 0.9, "db_wal_sync_ms": 16.0}, {},
+        pytest.param(SEPARATE, {"db_backends_cpu": 0.9, "db_backends_io_wal": 1.2, "db_wal_sync_ms": 16.0}, {},
                      "database-cpu", "The database host ran out of CPU", id="cpu-quota-slows-wal-syncs-too"),
         pytest.param(SEPARATE, {"cpu_busy_cores": 3.9}, {}, "database-cpu",
                      "The database host ran out of CPU", id="database-host-cores-full"),
