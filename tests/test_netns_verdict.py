@@ -7,7 +7,9 @@ and two workers, each in its own network namespace with its own address.
   `fleetbed report --prometheus --run latest` from Prometheus and the run record alone, steps included.
 - One planted bottleneck per kind the database host can have, each driven by `fleetbed experiment --target` from
   the master's host and planted when the second step begins, must be named:
-  the database's CPU (a cgroup v1 CPU quota on PostgreSQL's processes), its WAL syncs (a cgroup v1 blkio limit of
+  the database's CPU (PostgreSQL confined to one core by a cgroup v1 cpuset, with three endless CPU-bound queries
+  beside the service's: a CPU quota alone does not show, because a throttled backend that has its next statement
+  waiting still reports ClientRead, as if the network were slow), its WAL syncs (a cgroup v1 blkio limit of
   write IOPS on the disk under the data directory: WAL flushes are fdatasync calls made by the backends
   themselves, so the limit applies to them), lock contention (a session holding every device row for 3 s at a
   time) and network latency (20 ms each way added by the service host's proxy; no `tc netem` on this kernel).
@@ -44,8 +46,7 @@ QUERIES = REPO / "monitoring" / "postgres_exporter" / "queries.yaml"
 ROLES = ["database", "service", "monitor", "master", "worker1", "worker2"]
 PROXY_PORT = 6432
 DELAY_MS = 20
-CPU_PERIOD_US = 1_000_000
-CPU_QUOTA_US = 20_000  # PostgreSQL gets 2% of one core, in one 20 ms slice a second
+BUSY_SESSIONS = 3
 WAL_WRITE_IOPS = 10
 STEP_DEVICES = 100
 UI_RUN = "web ui rehearsal"
@@ -120,7 +121,7 @@ def rehearsal() -> Iterator[Rehearsal]:
     node_exporter = executable("prometheus-node-exporter", "node_exporter")
     postgres_exporter = executable("prometheus-postgres-exporter", "postgres_exporter")
     prometheus = executable("prometheus")
-    for controller in ("cpu", "blkio"):
+    for controller in ("cpuset", "blkio"):
         if not Path(f"/sys/fs/cgroup/{controller}/cgroup.procs").exists():
             missing(
                 f"the planted bottlenecks need the cgroup v1 {controller} controller at /sys/fs/cgroup/{controller}"
@@ -241,9 +242,13 @@ def disk_of(path: Path) -> str:
 @contextmanager
 def planted(kind: str, rehearsal: Rehearsal) -> Iterator[None]:
     if kind == "database-cpu":
-        quota = {"cpu.cfs_period_us": str(CPU_PERIOD_US), "cpu.cfs_quota_us": str(CPU_QUOTA_US)}
-        with cgroup("cpu", quota, rehearsal.postgres_pids()):
-            yield
+        # PostgreSQL confined to one core, with heavy queries running beside the service's on it.
+        with cgroup("cpuset", {"cpuset.cpus": "0", "cpuset.mems": "0"}, rehearsal.postgres_pids()):
+            hogs = rehearsal.hosts["master"].command(
+                sys.executable, "-m", "tests.support.busy_sessions", rehearsal.database_url, str(BUSY_SESSIONS)
+            )
+            with started(hogs, rehearsal.workdir / "busy-sessions.log", {}, signal.SIGTERM):
+                yield
     elif kind == "database-disk":
         limit = {"blkio.throttle.write_iops_device": f"{disk_of(rehearsal.workdir / 'pg')} {WAL_WRITE_IOPS}"}
         with cgroup("blkio", limit, rehearsal.postgres_pids()):
