@@ -18,8 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from app.experiment.processes import free_port
-from app.prometheus_server import LocalPrometheus
+from app.stack.processes import free_port
+from app.stack.prometheus_server import LocalPrometheus
 from tests.support.synthetic_prometheus import SyntheticRun, backfill, config
 
 SECONDS = 3600

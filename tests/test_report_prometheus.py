@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from app.experiment.processes import free_port
-from app.prometheus_server import INSTALL_HINT, LocalPrometheus, prometheus_binary
+from app.stack.processes import free_port
+from app.stack.prometheus_server import INSTALL_HINT, LocalPrometheus, prometheus_binary
 from tests.support.requirements import missing
 from tests.support.synthetic_prometheus import DATABASE, GENERATOR, SyntheticRun, backfill, config
 from tests.test_experiment import run_fleetbed

@@ -77,7 +77,7 @@ def from_prometheus(settings: Settings, args: argparse.Namespace) -> Path:
 
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
-    from app.prometheus_export import ExportError
+    from app.stack.prometheus_export import ExportError
 
     started = time.monotonic()
     try:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from app.experiment.hosts import HostEvidence
-from app.prometheus_export import Series, export_series
+from app.stack.prometheus_export import Series, export_series
 
 QUERIES_FILE = "monitoring/postgres_exporter/queries.yaml"
 ROLE_JOBS = {"fleetbed": "service", "locust": "generator", "postgres": "database"}

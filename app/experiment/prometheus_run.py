@@ -35,7 +35,15 @@ from app.experiment.hosts import write_evidence
 from app.experiment.prometheus_evidence import host_evidence
 from app.experiment.records import AGGREGATED, HISTORY_FILE, LAG_TYPE, PLAN_FILE, RESOURCES_FILE
 from app.experiment.sampler import COLUMNS, SERVICE_SAMPLES
-from app.prometheus_export import ExportError, Series, _get_json, check_url, export_series, write_tidy
+from app.stack.prometheus_export import (
+    DEFAULT_QUERIES,
+    ExportError,
+    Series,
+    _get_json,
+    check_url,
+    export_series,
+    write_tidy,
+)
 
 LATENCY_WINDOW = "10s"  # Locust's own percentile window (`--csv-full-history`), so both sources agree
 RUN_TIMEOUT_S = 10.0
@@ -249,8 +257,6 @@ def choose_step_s(start: float, end: float, scrape_s: float) -> float:
 
 def build_run_directory(prometheus_url: str, window: RunWindow, out: Path) -> dict[str, Any]:
     """Write the run directory `out` from Prometheus over `window`; returns the plan written to experiment.json."""
-    from app.cli.export import DEFAULT_QUERIES
-
     out.mkdir(parents=True, exist_ok=True)
     prometheus_url = check_url(prometheus_url)
     scrape_s = scrape_interval_s(prometheus_url)

@@ -19,14 +19,14 @@ from dataclasses import asdict
 from typing import Any
 
 from app.experiment.hosts import HOSTS_FILE, read_hosts, write_evidence, write_roles
-from app.experiment.processes import StartError, child, free_port
 from app.experiment.progress import ProgressLine
 from app.experiment.prometheus_evidence import host_evidence
 from app.experiment.prometheus_run import scrape_interval_s
 from app.experiment.runner import ExperimentPlan, export_prometheus, finish, locust_args, wait_for_locust
 from app.experiment.sampler import LOCAL_HOST, LocalHostProbe, ResourceSampler
-from app.prometheus_export import ExportError
 from app.settings import Settings
+from app.stack.processes import StartError, child, free_port
+from app.stack.prometheus_export import ExportError
 
 READY_TIMEOUT_S = 30.0
 
