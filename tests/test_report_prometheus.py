@@ -60,8 +60,18 @@ def test_a_kept_run_is_reported_from_prometheus(
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     for name in ("report.html", "summary.json", "locust_stats_history.csv", "resources.csv", "hosts.csv",
-                 "prometheus.csv"):  # fmt: skip
+                 "prometheus.csv", "locust_windows.json"):  # fmt: skip
         assert (out / name).stat().st_size > 0, name
+    # The fleet's windows for the SLO evaluator: constant users, warm-up (one 30 s interval, at most half) left out,
+    # judged figures from the master's counters and histogram buckets.
+    windows = json.loads((out / "locust_windows.json").read_text())["windows"]
+    assert [window["devices"] for window in windows] == [50, 100, 150, 200]
+    for window in windows:
+        judged = window["judged"]["requests"][0]
+        assert window["judged_from"] - window["start"] == pytest.approx((window["end"] - window["start"]) / 2, abs=1)
+        assert judged["requests"] == pytest.approx(window["users"] * (window["end"] - window["judged_from"]), rel=0.05)
+        slow = window["users"] >= 150  # the troubled steps answer in 0.9 s: the 1 s bucket
+        assert judged["times"] == {"1000" if slow else "10": judged["requests"]}, window
     summary = json.loads((out / "summary.json").read_text())
     # No shape declared the steps: they are found from the device count over time.
     assert [step["devices"] for step in summary["steps"]] == [50, 100, 150, 200]

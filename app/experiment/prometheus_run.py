@@ -9,6 +9,8 @@ here from range queries, in the same files, so the same analysis reads it (`repo
 - `resources.csv`: the service's own metrics (job `fleetbed`), the columns of `sampler.SERVICE_SAMPLES`, and the
   generator's CPU (job `locust`);
 - `hosts.csv`, `hosts.json`: the machines and PostgreSQL (`prometheus_evidence`);
+- `locust_windows.json`: the fleet's windows of constant users with their warm-up and judged figures
+  (`prometheus_windows`), for the SLO evaluator;
 - `experiment.json`: the plan, from the run record's config (SLO, devices per user, shape) when there is one;
 - `prometheus.csv`: the default export of `fleetbed export` over the run.
 
@@ -33,6 +35,7 @@ import numpy as np
 
 from app.experiment.hosts import write_evidence
 from app.experiment.prometheus_evidence import host_evidence
+from app.experiment.prometheus_windows import WINDOWS_FILE, bucket_queries, windows, write_windows
 from app.experiment.records import AGGREGATED, HISTORY_FILE, LAG_TYPE, PLAN_FILE, RESOURCES_FILE
 from app.experiment.sampler import COLUMNS, SERVICE_SAMPLES
 from app.stack.prometheus_export import (
@@ -48,6 +51,7 @@ from app.stack.prometheus_export import (
 LATENCY_WINDOW = "10s"  # Locust's own percentile window (`--csv-full-history`), so both sources agree
 RUN_TIMEOUT_S = 10.0
 MIN_STEP_S = 1.0
+DEFAULT_INTERVAL_S = 30.0  # the fleet's device cycle, for a run with no record of its own
 HISTORY_COLUMNS = ["Timestamp", "User Count", "Type", "Name", "Requests/s", "Failures/s", "50%", "95%", "99%",
                    "Total Request Count", "Total Failure Count"]  # fmt: skip
 
@@ -271,6 +275,12 @@ def build_run_directory(prometheus_url: str, window: RunWindow, out: Path) -> di
             f"{_iso(window.start)} and {_iso(window.end)}: is the Locust master (:9646) scraped under job `locust`?"
         )
     write_history(out / HISTORY_FILE, locust, grid)
+    per_user = int(window.plan.get("devices_per_user") or devices_per_user(locust))
+    users = next((_on_grid(series, grid) for series in locust if series.query == "users"), np.zeros(grid.size))
+    cumulative = export_series(prometheus_url, bucket_queries(), start_ms, end_ms, step_ms)
+    interval_s = float(window.plan.get("interval_s") or DEFAULT_INTERVAL_S)
+    found_windows = windows(cumulative, grid, np.nan_to_num(users), per_user, interval_s)
+    write_windows(out / WINDOWS_FILE, found_windows, window.plan.get("slo"))
     workers = write_resources(
         out / RESOURCES_FILE, export_series(prometheus_url, resource_queries(), start_ms, end_ms, step_ms), grid
     )
@@ -280,7 +290,7 @@ def build_run_directory(prometheus_url: str, window: RunWindow, out: Path) -> di
     with (out / "prometheus.csv").open("w", newline="") as export:
         write_tidy(export_series(prometheus_url, DEFAULT_QUERIES, start_ms, end_ms, step_ms), export)
     plan = {**window.plan, "workers": workers, "prometheus": prometheus_url, "step_s": step_s}
-    plan.setdefault("devices_per_user", devices_per_user(locust))
+    plan["devices_per_user"] = per_user
     plan.setdefault("started_at", window.start)
     plan.setdefault("ended_at", window.end)
     (out / PLAN_FILE).write_text(json.dumps(plan, indent=2) + "\n")
