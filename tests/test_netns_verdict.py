@@ -42,7 +42,7 @@ pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[1]
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
-QUERIES = REPO / "monitoring" / "postgres_exporter" / "queries.yaml"
+QUERIES = REPO / "monitoring" / "postgres_exporter" / "queries.yml"
 ROLES = ["database", "service", "monitor", "master", "worker1", "worker2"]
 PROXY_PORT = 6432
 DELAY_MS = 20

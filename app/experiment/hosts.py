@@ -6,7 +6,7 @@ differenced), so a step's figure is the mean over its settled part. Two sources 
 - the local sampler (`app.experiment.sampler`): this machine's /proc (host "local"), with the CPU of its PostgreSQL
   processes when the database runs here;
 - Prometheus (`app.experiment.prometheus_evidence`): node_exporter on every host and postgres_exporter (with
-  `monitoring/postgres_exporter/queries.yaml`), host = the scraped address without its port.
+  `monitoring/postgres_exporter/queries.yml`), host = the scraped address without its port.
 
 `hosts.json` says which host carried which role (service, database, generator) and what could not be seen (a
 missing exporter is named, so a verdict of "unknown" can say where to look).

@@ -2,7 +2,7 @@
 
 Every quantity of `app.experiment.hosts.QUANTITIES` has one PromQL expression here, by `instance`: node_exporter's
 for the machines (job `node`), postgres_exporter's for the database (job `postgres`, with the extra queries of
-`monitoring/postgres_exporter/queries.yaml` for wait events, WAL timing and checkpoints). A host is the scraped
+`monitoring/postgres_exporter/queries.yml` for wait events, WAL timing and checkpoints). A host is the scraped
 address without its port, resolved to an IP address when the name resolves here; the roles come from the jobs that
 scrape each host (`fleetbed`: the service, `locust`: the generator, `postgres`: the database). When only one
 machine runs a node exporter (docker compose: every container on one host), every role is placed on it.
@@ -22,7 +22,7 @@ import numpy as np
 from app.experiment.hosts import HostEvidence
 from app.stack.prometheus_export import Series, export_series
 
-QUERIES_FILE = "monitoring/postgres_exporter/queries.yaml"
+QUERIES_FILE = "monitoring/postgres_exporter/queries.yml"
 ROLE_JOBS = {"fleetbed": "service", "locust": "generator", "postgres": "database"}
 
 
