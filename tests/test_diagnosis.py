@@ -71,6 +71,7 @@ DB_CALM = {"cpu_cores": 4.0, "cpu_busy_cores": 0.5, "mem_available_ratio": 0.6, 
            "db_backends_client": 0.1, "db_backends_lwlock": 0.0, "db_backends_other": 0.0,
            "db_wal_sync_ms": 0.5}  # fmt: skip
 SEPARATE = {"db": ["database"], "app": ["service"], "load": ["generator"]}
+ONE_MACHINE = {"local": ["service", "database", "generator"]}
 
 
 @pytest.mark.parametrize(
@@ -96,7 +97,8 @@ SEPARATE = {"db": ["database"], "app": ["service"], "load": ["generator"]}
                      id="network-latency-single-statement-commits"),
         pytest.param(SEPARATE, {"db_backends_other": 3.0}, {"commit_ms": 160.0}, "commit",
                      "Commits slowed first", id="a-busy-database-is-not-the-network"),
-        pytest.param({"local": ["service", "database", "generator"]}, {"cpu_busy_cores": 3.9}, {}, "shared-cores",
+        pytest.param(ONE_MACHINE, {"cpu_busy_cores": 3.9, "postgres_cpu_cores": 1.2},
+                     {"service_cpu_cores": 0.75, "generator_cpu_cores": 0.8}, "shared-cores",
                      "The machine's cores were shared and full", id="one-machine-full"),
         pytest.param(SEPARATE, {"mem_available_ratio": 0.01, "swap_pages_per_s": 900.0}, {}, "host-memory",
                      "Host app ran short of memory", id="swapping"),
@@ -121,6 +123,15 @@ def test_a_database_host_busy_from_the_start_did_not_give_out_in_this_run() -> N
     first = replace(CALM, start=0.0, end=10.0)
     stress = replace(CALM, devices=200, start=10.0, end=20.0, slo_passed=False, p95_ms=900.0)
     assert diagnose([first, stress], None, 1, hosts).kind == "lock-waits"
+
+
+def test_a_machine_kept_full_by_others_is_not_the_runs_shared_cores() -> None:
+    # The cores were full, but the service, PostgreSQL and the generator used a fraction of them: the generator's
+    # queueing is named, not "shared and full".
+    hosts = evidence(ONE_MACHINE, {**DB_CALM, "cpu_busy_cores": 3.9}, {"postgres_cpu_cores": 0.3})
+    first = replace(CALM, start=0.0, end=10.0)
+    stress = replace(CALM, devices=200, start=10.0, end=20.0, slo_passed=False, p50_ms=900.0)
+    assert diagnose([first, stress], None, 1, hosts).kind == "generator"
 
 
 def test_unknown_names_what_was_not_seen() -> None:
