@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 from dataclasses import replace
 from pathlib import Path
 
@@ -132,6 +133,16 @@ def test_a_machine_kept_full_by_others_is_not_the_runs_shared_cores() -> None:
     first = replace(CALM, start=0.0, end=10.0)
     stress = replace(CALM, devices=200, start=10.0, end=20.0, slo_passed=False, p50_ms=900.0)
     assert diagnose([first, stress], None, 1, hosts).kind == "generator"
+
+
+def test_a_generator_whose_cpu_was_not_measured_is_said_so() -> None:
+    # A run read back from Prometheus: the Locust master exports no CPU figure.
+    first = replace(CALM, start=0.0, end=10.0, generator_cpu_cores=math.nan)
+    stress = replace(first, devices=200, start=10.0, end=20.0, slo_passed=False, lag_p99_ms=900.0)
+    found = diagnose([first, stress], None, 1)
+    assert found.kind == "generator"
+    assert "Locust's CPU was not measured and devices ran 900 ms behind schedule" in found.sentence, found.sentence
+    assert "nan" not in found.sentence
 
 
 def test_unknown_names_what_was_not_seen() -> None:

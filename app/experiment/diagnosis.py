@@ -52,6 +52,11 @@ def _ms(value: float) -> str:
     return f"{value:.1f} ms" if math.isfinite(value) else "no figure (none completed)"
 
 
+def _locust_cpu(cores: float) -> str:
+    """Locust's CPU for a sentence: a run read back from Prometheus has none (the master exports no process CPU)."""
+    return f"Locust used {cores:.2f} cores" if math.isfinite(cores) else "Locust's CPU was not measured"
+
+
 def _rose(now: float, before: float, floor: float) -> bool:
     if not math.isfinite(now) or now < floor:
         return False
@@ -95,9 +100,9 @@ def diagnose(
     )
     generator_limit = Diagnosis(
         "generator",
-        f"The generator was the limit, not the service: {at} Locust used {step.generator_cpu_cores:.2f} cores and "
+        f"The generator was the limit, not the service: {at} {_locust_cpu(step.generator_cpu_cores)} and "
         f"devices ran {step.lag_p99_ms:.0f} ms behind schedule (p99) and saw a p50 of {step.p50_ms:.0f} ms while "
-        f"the service answered in {step.server_ms:.1f} ms on average with {step.service_cpu_cores:.2f} cores.",
+        f"the service answered in {_ms(step.server_ms)} on average with {step.service_cpu_cores:.2f} cores.",
         evidence,
         step.devices,
     )
