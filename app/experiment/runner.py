@@ -27,9 +27,10 @@ from app.experiment.report_html import write_report
 from app.experiment.sampler import ResourceSampler
 from app.prometheus_export import ExportError, export_series, write_tidy
 from app.prometheus_server import LocalPrometheus, PrometheusError, ScrapeTargets, prometheus_binary, write_local_config
+from app.resources import locustfile
 from app.settings import Settings
 
-LOCUSTFILE = Path(__file__).resolve().parents[2] / "locustfiles" / "kettle.py"
+LOCUSTFILE = locustfile()
 EXPORT_STEP_MS = 1000
 LOCUST_STOP_TIMEOUT_S = 30.0
 INTERRUPTED = 130
