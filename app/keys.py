@@ -9,7 +9,7 @@ from app.command_cache import CommandCache
 from app.db.migrations import Migration
 from app.db.pool import DatabaseLayout
 from app.ingest import BatchWriter
-from app.metrics import ServiceMetrics
+from app.metrics.service import ServiceMetrics
 from app.settings import Settings
 from app.tokens import TokenVerifier
 

@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from app.resources import SHIPPED
+from app.stack.resources import SHIPPED
 from tests.support.dockerfile_replay import Image, foreign_paths, instructions, replay
 from tests.support.processes import free_port
 from tests.support.requirements import missing
@@ -181,7 +181,7 @@ def test_the_wheel_carries_every_file_the_commands_read(built_wheel: Path) -> No
 
 def test_the_installed_package_is_the_one_that_runs(installed: Installation, tmp_path: Path) -> None:
     where = installed.run(
-        "python", "-c", "import app, app.resources as r; print(app.__file__); print(r.locustfile())", cwd=tmp_path
+        "python", "-c", "import app, app.stack.resources as r; print(app.__file__, r.locustfile())", cwd=tmp_path
     )
     assert where.returncode == 0, where.stderr
     package, locustfile = where.stdout.split()

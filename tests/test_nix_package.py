@@ -19,7 +19,7 @@ from pathlib import Path
 
 from packaging.requirements import Requirement
 
-from app.resources import locustfiles_dir
+from app.stack.resources import locustfiles_dir
 from tests.support.processes import fleetbed_command, free_port, read_output, running_fleetbed
 from tests.support.requirements import missing
 

@@ -188,10 +188,10 @@ async def test_stats_hours_parameter_is_validated(client: TestClient) -> None:
 async def test_valid_time_forms_are_accepted(client: TestClient) -> None:
     device = await login(client)
     forms = [
-        "2026-11-20T09:00:00Z",
-        "2026-11-20t09:00:01z",
-        "2026-11-20 09:00:02+01:00",
-        "2026-11-20T09:00:03.123456789-05:30",
+        BASE_TIME.strftime("%Y-%m-%dT%H:00:00Z"),
+        BASE_TIME.strftime("%Y-%m-%dt%H:00:01z"),
+        (BASE_TIME + timedelta(hours=1)).strftime("%Y-%m-%d %H:00:02+01:00"),
+        (BASE_TIME - timedelta(hours=5, minutes=30)).strftime("%Y-%m-%dT%H:%M:03.123456789-05:30"),
     ]
     for form in forms:
         response = await client.post("/measurement", json=reading(form), headers=device.headers)

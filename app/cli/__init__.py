@@ -14,8 +14,8 @@ from types import ModuleType
 from app import __version__
 from app.cli import backfill, db, experiment, export, locustfile, migrate, report, serve, up
 from app.db.migrations import MigrationError
-from app.embedded_db import EmbeddedDatabaseError
 from app.settings import Settings, SettingsError
+from app.stack.embedded_db import EmbeddedDatabaseError
 
 COMMANDS: tuple[ModuleType, ...] = (serve, migrate, db, backfill, export, experiment, report, up, locustfile)
 

@@ -6,8 +6,8 @@ import argparse
 import sys
 from typing import Any
 
-from app.resources import FLEET_LOCUSTFILE, locustfiles_dir
 from app.settings import Settings
+from app.stack.resources import FLEET_LOCUSTFILE, locustfiles_dir
 
 
 def scenarios() -> list[str]:

@@ -10,14 +10,18 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 from app.db import Connection
-from app.resources import migrations_dir
 
 # Arbitrary but fixed: the advisory lock key all fleetbed migrators share ("fleetbed" in ASCII).
 MIGRATION_LOCK_KEY = 0x666C656574626564
 _FILE_NAME = re.compile(r"(\d{3,})_([a-z0-9_]+)\.sql")
+
+
+# Where an installed wheel keeps the SQL files inside the `app` package (pyproject.toml maps migrations/ there).
+PACKAGED_DIR = "_migrations"
 
 
 class MigrationError(RuntimeError):
@@ -30,6 +34,17 @@ class Migration:
     name: str
     sql: str
     checksum: str
+
+
+def migrations_dir() -> Path:
+    """The SQL files: inside the installed package, else the source checkout's `migrations/`.
+
+    The data layer finds its own files (it imports nothing of `app` outside `app/db`); `app.stack.resources`
+    finds the other shipped folders the same way and hands this one on.
+    """
+    package = Path(str(resources.files("app")))
+    packaged = package / PACKAGED_DIR
+    return packaged if packaged.is_dir() else package.parent / "migrations"
 
 
 def load_migrations(directory: Path | None = None) -> list[Migration]:

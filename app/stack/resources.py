@@ -12,8 +12,11 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
+from app.db import migrations
+
 # Folder in the source checkout -> folder inside the installed package (pyproject.toml maps one to the other).
-SHIPPED = {"migrations": "_migrations", "locustfiles": "_locustfiles", "monitoring": "_monitoring"}
+# The migrations' entry is the data layer's own (it locates its SQL itself: app/db imports only app/db).
+SHIPPED = {"migrations": migrations.PACKAGED_DIR, "locustfiles": "_locustfiles", "monitoring": "_monitoring"}
 FLEET_LOCUSTFILE = "kettle.py"
 
 
@@ -40,7 +43,7 @@ def shipped_dir(name: str) -> Path:
 
 
 def migrations_dir() -> Path:
-    return shipped_dir("migrations")
+    return migrations.migrations_dir()
 
 
 def locustfiles_dir() -> Path:

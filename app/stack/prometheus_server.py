@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
-from app.experiment.processes import stop
-from app.resources import monitoring_dir
+from app.stack.processes import stop
+from app.stack.resources import monitoring_dir
 
 INSTALL_HINT = (
     "Prometheus is not installed: on Debian/Ubuntu `apt-get install prometheus` (do not enable its service; "
