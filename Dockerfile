@@ -39,9 +39,11 @@ RUN python -m venv /opt/fleetbed \
     && /opt/fleetbed/bin/pip install --requirement /opt/fleetbed-build/requirements.txt \
     && rm -rf /opt/fleetbed-build
 # The wheel (its dependencies are already satisfied: nothing else is downloaded). /opt/fleetbed/locustfiles links
-# to the locustfiles inside the installed package, where compose's LOCUST_LOCUSTFILE points.
-RUN --mount=type=bind,from=wheel,source=/wheels,target=/opt/fleetbed-wheels \
-    /opt/fleetbed/bin/pip install "$(ls /opt/fleetbed-wheels/fleetbed-*.whl)[fast]" \
+# to the locustfiles inside the installed package, where compose's LOCUST_LOCUSTFILE points. (COPY --from rather
+# than RUN --mount, so builders without BuildKit, docker-compose 1.29's, build it too.)
+COPY --from=wheel /wheels/ /opt/fleetbed-wheels/
+RUN /opt/fleetbed/bin/pip install "$(ls /opt/fleetbed-wheels/fleetbed-*.whl)[fast]" \
+    && rm -rf /opt/fleetbed-wheels \
     && ln -s "$(/opt/fleetbed/bin/fleetbed locustfile --dir)" /opt/fleetbed/locustfiles \
     && fleetbed --version
 USER fleetbed

@@ -298,7 +298,9 @@ def test_the_dependencies_are_a_layer_of_their_own_before_the_code() -> None:
     steps = instructions(REPO / "Dockerfile")
     final = steps[max(i for i, (keyword, _) in enumerate(steps) if keyword == "FROM") :]
     copied = [arguments.split()[:-1] for keyword, arguments in final if keyword == "COPY"]
-    assert copied == [["pyproject.toml"]], "only pyproject.toml enters the stage where the dependencies install"
+    from_context = [sources for sources in copied if not sources[0].startswith("--from=")]
+    assert from_context == [["pyproject.toml"]], "of the build context, only pyproject.toml enters the final stage"
+    assert [sources[0] for sources in copied if sources not in from_context] == ["--from=wheel"], "then the wheel"
     runs = [arguments for keyword, arguments in final if keyword == "RUN"]
     dependencies = next(i for i, run in enumerate(runs) if "--requirement" in run)
     wheel = next(i for i, run in enumerate(runs) if "fleetbed-*.whl" in run)

@@ -3,10 +3,11 @@
 No Docker engine runs here, so `replay(dockerfile, context, root)` reads the instructions and carries them out:
 each stage gets its own root under `root`; the image's own directories (IMAGE_DIRS: `/opt`, `/src`, `/wheels`,
 `/var/lib/fleetbed`) are rewritten into that root wherever the file names them; ENV, WORKDIR, COPY (from the build
-context as `.dockerignore` filters it) and RUN (with `--mount=type=bind,from=STAGE`) are executed in order; the
-base image's `python` is the Python running the tests. Users and groups are Docker's business: `groupadd` and
-`useradd` are skipped, `install -o/-g` drops its owner, USER is recorded, not switched to. The result says where
-the final stage's directories ended up and what its CMD, ENTRYPOINT, HEALTHCHECK and environment are.
+context as `.dockerignore` filters it, or `--from=STAGE`) and RUN (also with `--mount=type=bind,from=STAGE`) are
+executed in order; the base image's `python` is the Python running the tests. Users and groups are Docker's
+business: `groupadd` and `useradd` are skipped, `install -o/-g` drops its owner, USER is recorded, not switched
+to. The result says where the final stage's directories ended up and what its CMD, ENTRYPOINT, HEALTHCHECK and
+environment are.
 """
 
 from __future__ import annotations
@@ -157,6 +158,30 @@ def _copy_from_context(context: Path, source: str, target: Path) -> None:
         shutil.copy2(origin, target)
 
 
+def _copy(stage: Stage, arguments: str, context: Path, stages: dict[str, Stage]) -> None:
+    origin: Stage | None = None
+    if arguments.startswith("--"):
+        option, _, arguments = arguments.partition(" ")
+        if not option.startswith("--from="):
+            raise ReplayError(f"COPY {option}: only --from=STAGE is reproduced")
+        origin = stages[option.removeprefix("--from=")]
+    *sources, destination = arguments.split()
+    for source in sources:
+        target = stage.path(destination)
+        if origin is not None:
+            found = origin.path(source)
+            if found.is_dir():  # a folder's contents, as Docker copies them
+                shutil.copytree(found, target, symlinks=True, dirs_exist_ok=True)
+            else:
+                target = target / found.name if destination.endswith("/") else target
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(found, target)
+            continue
+        if destination.endswith("/") or len(sources) > 1:
+            target = target / Path(source).name
+        _copy_from_context(context, source.removeprefix("./"), target)
+
+
 def _expand(value: str, env: dict[str, str]) -> str:
     return re.sub(r"\$\{?(\w+)\}?", lambda m: env.get(m.group(1), ""), value)
 
@@ -229,14 +254,7 @@ def replay(dockerfile: Path, context: Path, root: Path) -> Image:
             stage.workdir = arguments
             stage.cwd.mkdir(parents=True, exist_ok=True)
         elif keyword == "COPY":
-            if arguments.startswith("--"):
-                raise ReplayError(f"COPY {arguments}: the replay copies from the build context only")
-            *sources, destination = arguments.split()
-            for source in sources:
-                target = stage.path(destination)
-                if destination.endswith("/") or len(sources) > 1:
-                    target = target / Path(source).name
-                _copy_from_context(context, source.removeprefix("./"), target)
+            _copy(stage, arguments, context, stages)
         elif keyword == "RUN":
             _run(stage, arguments, stages)
         elif keyword == "USER":
