@@ -196,6 +196,36 @@ def test_the_installed_package_is_the_one_that_runs(installed: Installation, tmp
     assert not (tmp_path / ".fleetbed").exists(), "`fleetbed locustfile` must not create a data dir"
 
 
+def test_the_version_reported_is_the_installed_distributions(tmp_path: Path) -> None:
+    """A wheel built with another version than the checkout's says that version: nothing in the code repeats it."""
+    source = tmp_path / "source"
+    source.mkdir()
+    shutil.copy(REPO / "README.md", source)
+    for folder in ("app", *SHIPPED):
+        shutil.copytree(REPO / folder, source / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    other = f"{VERSION}.post999"
+    text = (REPO / "pyproject.toml").read_text()
+    (source / "pyproject.toml").write_text(text.replace(f'version = "{VERSION}"', f'version = "{other}"', 1))
+    wheel = build_wheel(source, tmp_path / "dist")
+    target = tmp_path / "site"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(target), str(wheel)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    reported = subprocess.run(
+        [sys.executable, "-m", "app", "--version"],
+        cwd=tmp_path,
+        env={**clean_env(), "PYTHONPATH": str(target)},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert reported.stdout.strip() == f"fleetbed {other}", reported.stderr
+
+
 # --- the main job and its companions, from another directory ---------------------------------------------------
 
 
