@@ -35,8 +35,9 @@ from app.stack.prometheus_server import (
     prometheus_binary,
     write_local_config,
 )
+from app.stack.resources import locustfile
 
-LOCUSTFILE = Path(__file__).resolve().parents[2] / "locustfiles" / "kettle.py"
+LOCUSTFILE = locustfile()
 EXPORT_STEP_MS = 1000
 LOCUST_STOP_TIMEOUT_S = 30.0
 INTERRUPTED = 130
