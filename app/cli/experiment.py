@@ -1,6 +1,7 @@
 """`fleetbed experiment`: the main job, headless: by default a capacity search (how many devices before the SLO
 breaks, in a few minutes), or a constant fleet or a step ramp; then the CSVs, `summary.json` and `report.html` in
-`--out`. The logic lives in `app.experiment`."""
+`--out`. With `--target URL`, against an existing deployment (only the generator runs here). The logic lives in
+`app.experiment`."""
 
 from __future__ import annotations
 
@@ -76,12 +77,40 @@ def register(commands: Any) -> None:
     )
     parser.add_argument("--no-prometheus", action="store_true", help="do not start Prometheus even when installed")
     parser.add_argument("--out", type=Path, help="run directory (default $FLEETBED_DATA_DIR/runs/<time>)")
+    deployment = parser.add_argument_group(
+        "an existing deployment", "drive a deployed service instead of starting one here (only the generator runs here)"
+    )
+    deployment.add_argument("--target", help="the deployment's service URL, e.g. http://10.0.0.2:8080")
+    deployment.add_argument(
+        "--prometheus", dest="prometheus_url", help="the deployment's Prometheus: its hosts and PostgreSQL as evidence"
+    )
+    deployment.add_argument(
+        "--operator-token-file", type=Path, help="the service's operator token (default $FLEETBED_OPERATOR_TOKEN)"
+    )
+    deployment.add_argument("--processes", type=int, default=1, help="local Locust processes (default 1)")
+    deployment.add_argument("--master", action="store_true", help="run a Locust master here for remote workers")
+    deployment.add_argument("--expect-workers", type=int, default=1, help="with --master: workers to wait for")
+    deployment.add_argument(
+        "--master-bind-host",
+        default="0.0.0.0",  # noqa: S104 (remote workers connect from other hosts)
+        help="with --master: address workers reach",
+    )
     parser.set_defaults(run=run)
 
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
     from app.experiment.runner import ExperimentPlan
 
+    if args.processes < 1 or args.expect_workers < 1:
+        print("fleetbed experiment: --processes and --expect-workers must be >= 1", file=sys.stderr)
+        return 2
+    if args.target is None and (args.prometheus_url or args.master):
+        print("fleetbed experiment: --prometheus and --master go with --target URL", file=sys.stderr)
+        return 2
+    if args.operator_token_file is not None:
+        from dataclasses import replace
+
+        settings = replace(settings, operator_token=args.operator_token_file.read_text().strip())
     shaped = args.devices is not None or args.duration is not None or args.step_devices or args.until_failure
     if args.search or args.start_devices is not None or not shaped:
         return run_search(settings, args)
@@ -113,8 +142,21 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         connections_per_user=args.connections_per_user,
         interval_s=args.interval or DEFAULT_INTERVAL_S,
         prometheus=not args.no_prometheus,
+        **_deployment(args),
     )
     return _run(settings, plan)
+
+
+def _deployment(args: argparse.Namespace) -> dict[str, Any]:
+    """The plan's fields for an existing deployment (`--target` and its companions)."""
+    return {
+        "target": args.target,
+        "prometheus_url": args.prometheus_url,
+        "processes": args.processes,
+        "master": args.master,
+        "expect_workers": args.expect_workers,
+        "master_bind": args.master_bind_host,
+    }
 
 
 def _out(settings: Settings, args: argparse.Namespace) -> Path:
@@ -165,5 +207,6 @@ def run_search(settings: Settings, args: argparse.Namespace) -> int:
         interval_s=args.interval or SEARCH_INTERVAL_S,
         prometheus=not args.no_prometheus,
         search=search,
+        **_deployment(args),
     )
     return _run(settings, plan)

@@ -1,7 +1,8 @@
 """Reading a run directory back: Locust's stats history (`locust_stats_history.csv`, one row per entry per
 second with `--csv-full-history`), the fleet's own history (`locust_fleet_history.csv`: devices, slots, given-up
 slots, schedule lag and backlog a second), the windows the fleet judged with their exact figures
-(`locust_windows.json`, see `app.slo`), the sampled resources (`resources.csv`) and the plan (`experiment.json`)."""
+(`locust_windows.json`, see `app.slo`), the sampled resources (`resources.csv`), the machines and the database
+(`hosts.csv`, `hosts.json`) and the plan (`experiment.json`)."""
 
 from __future__ import annotations
 
@@ -15,8 +16,10 @@ from typing import Any
 
 import numpy as np
 
+from app.experiment.hosts import HostEvidence, read_hosts
 from app.slo import DEFAULT_SLO, Window
 
+LAG_TYPE = "LAG"  # schedule lag as pseudo-requests: runs from before the fleet kept it apart; left out of entries
 AGGREGATED = "Aggregated"
 HISTORY_FILE = "locust_stats_history.csv"
 WINDOWS_FILE = "locust_windows.json"
@@ -77,6 +80,7 @@ class RunRecords:
     prometheus: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # query -> (times, values)
     fleet: dict[str, np.ndarray] = field(default_factory=dict)  # the fleet's history: column -> values, a row a
     # second aligned on fleet["Timestamp"] (Devices, Requests/s, Request p95 ms, Slots given up, Lag p99 ms, ...)
+    hosts: HostEvidence | None = None  # the machines and the database (`hosts.csv`), when recorded
 
 
 def _number(text: str) -> float:
@@ -116,7 +120,7 @@ def read_history(path: Path) -> tuple[list[EntryHistory], EntryHistory]:
     aggregated_rows = grouped.pop(("", AGGREGATED), None)
     if not aggregated_rows:
         raise RunDirectoryError(f"{path}: no Aggregated rows (did Locust run with --csv and --csv-full-history?)")
-    entries = [_history(m, n, rows) for (m, n), rows in sorted(grouped.items())]
+    entries = [_history(m, n, rows) for (m, n), rows in sorted(grouped.items()) if m != LAG_TYPE]
     return entries, _history("", AGGREGATED, aggregated_rows)
 
 
@@ -147,7 +151,7 @@ def read_endpoints(path: Path) -> list[EndpointStats]:
         return []
     found = []
     for row in csv.DictReader(_complete_lines(path)):
-        if row["Name"] == AGGREGATED:
+        if row["Name"] == AGGREGATED or row["Type"] == LAG_TYPE:
             continue
         found.append(
             EndpointStats(
@@ -201,4 +205,5 @@ def read_run(directory: Path) -> RunRecords:
         read_endpoints(directory / STATS_FILE),
         read_prometheus(directory / PROMETHEUS_FILE),
         fleet,
+        read_hosts(directory),
     )

@@ -193,6 +193,7 @@ def build_charts(records: RunRecords, summary: dict[str, Any]) -> list[Chart]:
         ys = [y for one in timing for y in one.ys]
         over_time("service-timing", "Inside the service over time (mean per call, 1 s)", "ms", timing,
                   y_log=spans_decades(ys))  # fmt: skip
+    charts_of_hosts(records, started, over_time)
     host = [
         Series(label, list(at - started), list(values * scale))
         for query, label, scale in (("host_iowait", "host IO wait (%)", 100.0),
@@ -203,6 +204,33 @@ def build_charts(records: RunRecords, summary: dict[str, Any]) -> list[Chart]:
     for one in host:
         over_time(f"host-{one.label.split()[0]}", f"{one.label} (Prometheus)", one.label, [one])
     return charts
+
+
+# (chart key, title, y label, quantities of `hosts.csv` drawn, one series per host and quantity)
+HOST_CHARTS = (
+    ("hosts-cpu", "Machines: cores busy, in I/O wait, and PostgreSQL's", "cores",
+     ("cpu_busy_cores", "cpu_iowait_cores", "postgres_cpu_cores")),
+    ("hosts-db-waits", "Database backends by what they wait on", "backends",
+     ("db_backends_cpu", "db_backends_lock", "db_backends_io_wal", "db_backends_io_data", "db_backends_lwlock",
+      "db_backends_client")),
+    ("hosts-db-commits", "Database commits per second", "commits/s", ("db_commits_per_s",)),
+)  # fmt: skip
+
+
+def charts_of_hosts(records: RunRecords, started: float, over_time: Any) -> None:
+    """The machines and the database (`hosts.csv`), when they were measured."""
+    hosts = records.hosts
+    if hosts is None:
+        return
+    for key, title, y_label, quantities in HOST_CHARTS:
+        series = [
+            Series(f"{host} {quantity}" if len(hosts.series) > 1 else quantity, list(times - started), list(values))
+            for host, by_quantity in sorted(hosts.series.items())
+            for quantity in quantities
+            if quantity in by_quantity
+            for times, values in [by_quantity[quantity]]
+        ]
+        over_time(key, title, y_label, series)
 
 
 __all__ = ["build_charts"]

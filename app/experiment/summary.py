@@ -68,7 +68,7 @@ def build_summary(records: RunRecords) -> dict[str, Any]:
     run_verdict = verdict(records)
     knee_step = knee(steps, slo)
     found = capacity(steps)
-    diagnosis = diagnose(steps, knee_step, int(plan.get("workers", 1) or 1))
+    diagnosis = diagnose(steps, knee_step, int(plan.get("workers", 1) or 1), records.hosts)
     sure = confidence(steps, found)
     searched = plan.get("search") is not None
     return {
