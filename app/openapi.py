@@ -1,6 +1,7 @@
 """The OpenAPI 3.1 description of the HTTP API, served at GET /openapi.json.
 
-Kept next to the validation rules it describes (`app.validation`), from which the numeric ranges are taken.
+Every limit it publishes is read from where it is enforced: the measurement's in `app.limits`, each endpoint's own
+in its handler module.
 """
 
 from __future__ import annotations
@@ -8,10 +9,14 @@ from __future__ import annotations
 from typing import Any
 
 from app import __version__
-from app.validation import NUMERIC_FIELDS
+from app.handlers.devices import MAX_METADATA_KEY_CHARS, MAX_METADATA_KEYS, MAX_METADATA_TEXT_CHARS
+from app.handlers.operator import MAX_FLUSH_PERCENT, MAX_INTERVAL_S
+from app.handlers.runs import DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT, MAX_NAME_CHARS
+from app.handlers.stats import DEFAULT_HOURS, MAX_HOURS
+from app.limits import MAX_BATCH_READINGS, MAX_FUTURE_S, NUMERIC_FIELDS
 
 _MEASUREMENT_DESCRIPTIONS = {
-    "time": "When the reading was taken: RFC 3339 with an offset, at most 5 minutes in the future.",
+    "time": f"When the reading was taken: RFC 3339 with an offset, at most {MAX_FUTURE_S // 60} minutes in the future.",
     "charge_now": "Battery charge now, 0..charge_full.",
     "charge_full": "Battery charge when full (> 0).",
     "charge_rate": "Charge change per hour (negative while discharging).",
@@ -71,13 +76,13 @@ _COMMAND = {
         "flush": {
             "type": ["number", "null"],
             "minimum": 0,
-            "maximum": 100,
+            "maximum": MAX_FLUSH_PERCENT,
             "description": "Percent of the tank to drain, or null.",
         },
         "interval_s": {
             "type": "integer",
             "minimum": 1,
-            "maximum": 86400,
+            "maximum": MAX_INTERVAL_S,
             "description": "Seconds until the next poll.",
         },
     },
@@ -119,7 +124,7 @@ _RUNS_PATHS: dict[str, Any] = {
                             "required": ["name"],
                             "additionalProperties": False,
                             "properties": {
-                                "name": {"type": "string", "minLength": 1, "maxLength": 200},
+                                "name": {"type": "string", "minLength": 1, "maxLength": MAX_NAME_CHARS},
                                 "config": {"type": "object"},
                             },
                         }
@@ -132,11 +137,20 @@ _RUNS_PATHS: dict[str, Any] = {
             "summary": "Runs, newest first, with their snapshot counts.",
             "security": [{"operator": []}],
             "parameters": [
-                {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000}}
+                {
+                    "name": "limit",
+                    "in": "query",
+                    "schema": {
+                        "type": "integer",
+                        "minimum": 1,
+                        "maximum": MAX_LIST_LIMIT,
+                        "default": DEFAULT_LIST_LIMIT,
+                    },
+                }
             ],
             "responses": {
                 "200": _ok("Runs.", {"type": "object", "properties": {"runs": {"type": "array", "items": _RUN}}}),
-                "400": _error("A bad limit."),
+                "422": _error(f"limit is not an integer between 1 and {MAX_LIST_LIMIT} (ASCII digits)."),
                 **_RUN_ERRORS,
             },
         },
@@ -269,10 +283,11 @@ def openapi_document() -> dict[str, Any]:
                                         "enroll_key": {"type": ["string", "null"]},
                                         "metadata": {
                                             "type": ["object", "null"],
-                                            "maxProperties": 32,
+                                            "maxProperties": MAX_METADATA_KEYS,
+                                            "propertyNames": {"maxLength": MAX_METADATA_KEY_CHARS},
                                             "additionalProperties": {
                                                 "type": ["string", "number", "boolean", "null"],
-                                                "maxLength": 256,
+                                                "maxLength": MAX_METADATA_TEXT_CHARS,
                                             },
                                         },
                                     },
@@ -317,7 +332,7 @@ def openapi_document() -> dict[str, Any]:
             },
             "/measurement": {
                 "post": {
-                    "summary": "Store one reading or an array of up to 1000; 201 only once committed.",
+                    "summary": f"Store one reading or an array of up to {MAX_BATCH_READINGS}; 201 only once committed.",
                     "security": [{"device": []}],
                     "requestBody": {
                         "required": True,
@@ -329,7 +344,7 @@ def openapi_document() -> dict[str, Any]:
                                         {
                                             "type": "array",
                                             "minItems": 1,
-                                            "maxItems": 1000,
+                                            "maxItems": MAX_BATCH_READINGS,
                                             "items": measurement,
                                         },
                                     ]
@@ -364,7 +379,12 @@ def openapi_document() -> dict[str, Any]:
                             "name": "hours",
                             "in": "query",
                             "required": False,
-                            "schema": {"type": "integer", "minimum": 1, "maximum": 744, "default": 24},
+                            "schema": {
+                                "type": "integer",
+                                "minimum": 1,
+                                "maximum": MAX_HOURS,
+                                "default": DEFAULT_HOURS,
+                            },
                         }
                     ],
                     "responses": {

@@ -10,6 +10,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
+from app.limits import MAX_BATCH_READINGS
+from app.tokens import MAX_BEARER_CHARS, is_bearer_token
+
 DEFAULT_DATA_DIR = ".fleetbed"
 SECRETS_DIR_NAME = "secrets"
 
@@ -36,7 +39,7 @@ class Settings:
     token_ttl_s: int = 7 * 24 * 3600
     default_interval_s: int = 30
     max_body_bytes: int = 1024 * 1024
-    max_batch: int = 1000
+    max_batch: int = MAX_BATCH_READINGS
     pool_min_size: int = 2
     pool_max_size: int = 10
     db_timeout_s: float = 5.0
@@ -54,6 +57,10 @@ class Settings:
             raise SettingsError(
                 "FLEETBED_OPERATOR_TOKEN must be at least 16 characters; unset it to have one generated"
             )
+        if not is_bearer_token(self.operator_token):
+            raise SettingsError(
+                f"FLEETBED_OPERATOR_TOKEN must be visible ASCII characters (no spaces), at most {MAX_BEARER_CHARS}"
+            )
         if not 1 <= self.port <= 65535:
             raise SettingsError(f"FLEETBED_PORT must be 1..65535, got {self.port}")
         if not 1 <= self.workers <= 256:
@@ -62,8 +69,8 @@ class Settings:
             raise SettingsError("FLEETBED_ENROLL_KEY must be at least 8 characters when set")
         if self.token_ttl_s < 60:
             raise SettingsError("FLEETBED_TOKEN_TTL_S must be at least 60 seconds")
-        if not 1 <= self.max_batch <= 1000:
-            raise SettingsError("the batch limit must be 1..1000 readings")
+        if not 1 <= self.max_batch <= MAX_BATCH_READINGS:
+            raise SettingsError(f"the batch limit must be 1..{MAX_BATCH_READINGS} readings")
         for name, value in (
             ("FLEETBED_DB_TIMEOUT_S", self.db_timeout_s),
             ("FLEETBED_INGEST_WAIT_S", self.ingest_wait_s),

@@ -15,22 +15,13 @@ import orjson
 
 from app.db.readings import Reading
 from app.errors import BadRequest, FieldProblem, InvalidFields
+from app.limits import EARLIEST_YEAR, MAX_FUTURE_S, NUMERIC_FIELDS
 
-MAX_FUTURE = timedelta(minutes=5)
-EARLIEST_TIME = datetime(2000, 1, 1, tzinfo=UTC)
-INT32_MAX = 2**31 - 1
+MAX_FUTURE = timedelta(seconds=MAX_FUTURE_S)
+EARLIEST_TIME = datetime(EARLIEST_YEAR, 1, 1, tzinfo=UTC)
 
 _RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:[Zz]|[+-]\d{2}:\d{2})")
 
-# name -> (kind, minimum, maximum); kinds: "int" (JSON integer), "number" (integer or float).
-NUMERIC_FIELDS: dict[str, tuple[str, float, float]] = {
-    "charge_now": ("int", 0, INT32_MAX),
-    "charge_full": ("int", 1, INT32_MAX),
-    "charge_rate": ("number", -1e6, 1e6),
-    "ambient_temp": ("number", -90.0, 70.0),
-    "water_temp": ("number", -40.0, 130.0),
-    "water_level": ("int", 0, 100),
-}
 MEASUREMENT_FIELDS = ("time", *NUMERIC_FIELDS)
 _FIELD_SET = frozenset(MEASUREMENT_FIELDS)
 
@@ -59,9 +50,11 @@ def parse_time(value: object, path: str, now: datetime) -> tuple[datetime | None
     except ValueError:
         return None, FieldProblem(path, "is not a valid calendar time")
     if parsed < EARLIEST_TIME:
-        return None, FieldProblem(path, "must not be before 2000-01-01T00:00:00Z")
+        return None, FieldProblem(path, f"must not be before {EARLIEST_TIME.isoformat().replace('+00:00', 'Z')}")
     if parsed > now + MAX_FUTURE:
-        return None, FieldProblem(path, "must not be more than 5 minutes in the future; check the device clock")
+        return None, FieldProblem(
+            path, f"must not be more than {MAX_FUTURE_S // 60} minutes in the future; check the device clock"
+        )
     return parsed, None
 
 
@@ -148,24 +141,29 @@ def parse_measurements(document: object, max_batch: int, now: datetime | None = 
     return [reading]
 
 
+# 32 ASCII hex digits, hyphens optional: `uuid.UUID` alone would also take braces, a urn: prefix and other
+# scripts' digits.
+_UUID = re.compile(r"[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}")
+
+
+def strict_uuid(text: str) -> uuid.UUID | None:
+    """The UUID in `text` (hex, hyphens optional), or None for anything else; the one parser of ids."""
+    return uuid.UUID(text) if _UUID.fullmatch(text) else None
+
+
 def parse_uuid(value: object, path: str) -> uuid.UUID:
-    if not isinstance(value, str):
-        raise InvalidFields([FieldProblem(path, "must be a UUID string")])
-    try:
-        parsed = uuid.UUID(value)
-    except ValueError:
-        raise InvalidFields(
-            [FieldProblem(path, "must be a UUID such as 0b1e6a9c-7d4c-4b8e-9a43-2f4d5c6e7f80")]
-        ) from None
+    parsed = strict_uuid(value) if isinstance(value, str) else None
+    if parsed is None:
+        raise InvalidFields([FieldProblem(path, "must be a UUID such as 0b1e6a9c-7d4c-4b8e-9a43-2f4d5c6e7f80")])
     return parsed
 
 
 def path_uuid(raw: str, what: str, hint: str) -> uuid.UUID:
     """A UUID from the URL path; a malformed one is the client's mistake (400), with where to get a real one."""
-    try:
-        return uuid.UUID(raw)
-    except ValueError:
-        raise BadRequest(f"{raw[:64]!r} is not a {what}; {hint}") from None
+    parsed = strict_uuid(raw)
+    if parsed is None:
+        raise BadRequest(f"{raw[:64]!r} is not a {what}; {hint}")
+    return parsed
 
 
 def require_object(document: object, what: str) -> dict[str, Any]:

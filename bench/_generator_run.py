@@ -12,19 +12,15 @@ import json
 import os
 import random
 import resource
-import sys
 import time
 from pathlib import Path
 
 import gevent
-from locust import FastHttpUser, constant, task
-from locust.env import Environment
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "locustfiles"))
-
 from _device import SimulatedDevice
 from _fleet_stats import fleet_stats
 from _fleet_user import FleetUser
+from locust import FastHttpUser, constant, task
+from locust.env import Environment
 
 from app.slo import percentile
 

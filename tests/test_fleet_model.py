@@ -6,21 +6,16 @@ from __future__ import annotations
 
 import itertools
 import random
-import sys
 import uuid
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import msgpack
 import pytest
-
-from app.validation import parse_measurements
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "locustfiles"))
-
 from _device_model import MODELS, Command, Kettle, device_metadata
 from _fleet_stats import FleetStats
 from _schedule import Schedule
+
+from app.validation import parse_measurements
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
 STEPS_S = (0.0, 0.001, 1.0, 30.0, 600.0, 86_400.0)

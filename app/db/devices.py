@@ -10,7 +10,8 @@ from typing import Any
 import asyncpg
 import orjson
 
-from app.db import TOTALS_SHARDS
+from app.db import TOTALS_SHARDS, Connection
+from app.db.derived import fleet_totals_upsert
 
 
 @dataclass(frozen=True)
@@ -29,28 +30,36 @@ class Command:
         return orjson.dumps(self.as_json())
 
 
+# A new device counts once in the totals of its shard (the device id picks it).
+_ONE_NEW_DEVICE = fleet_totals_upsert("SELECT $3::int2, 1, 0, 0, 0, 0 FROM registered WHERE created")
+_REGISTER = f"""
+WITH registered AS (
+    INSERT INTO device AS d (id, metadata) VALUES ($1, coalesce($2::jsonb, '{{}}'::jsonb))
+    ON CONFLICT (id) DO UPDATE
+        SET last_login_at = now(), metadata = coalesce($2::jsonb, d.metadata)
+    RETURNING (xmax = 0) AS created
+), counted AS (
+    {_ONE_NEW_DEVICE}
+    RETURNING 1
+)
+SELECT created FROM registered
+"""
+
+
 async def register_device(pool: asyncpg.Pool, device_id: uuid.UUID, metadata: dict[str, Any] | None) -> bool:
     """Register the device or record its login; return True when it is new. Metadata is replaced when given."""
-    created: bool = await pool.fetchval(
-        """
-        WITH registered AS (
-            INSERT INTO device AS d (id, metadata) VALUES ($1, coalesce($2::jsonb, '{}'::jsonb))
-            ON CONFLICT (id) DO UPDATE
-                SET last_login_at = now(), metadata = coalesce($2::jsonb, d.metadata)
-            RETURNING (xmax = 0) AS created
-        ), counted AS (
-            INSERT INTO fleet_totals AS t (shard, devices)
-            SELECT $3::int2, 1 FROM registered WHERE created
-            ON CONFLICT (shard) DO UPDATE SET devices = t.devices + 1
-            RETURNING 1
-        )
-        SELECT created FROM registered
-        """,
-        device_id,
-        metadata,
-        device_id.int % TOTALS_SHARDS,
-    )
+    created: bool = await pool.fetchval(_REGISTER, device_id, metadata, device_id.int % TOTALS_SHARDS)
     return created
+
+
+async def unregistered_devices(conn: Connection, device_ids: list[uuid.UUID]) -> set[uuid.UUID]:
+    """Those of `device_ids` that have no `device` row (a token can outlive its row: a restored or new database)."""
+    rows = await conn.fetch(
+        "SELECT id FROM unnest($1::uuid[]) AS given(id)"
+        " WHERE NOT EXISTS (SELECT 1 FROM device d WHERE d.id = given.id)",
+        device_ids,
+    )
+    return {row["id"] for row in rows}
 
 
 async def device_exists(pool: asyncpg.Pool, device_id: uuid.UUID) -> bool:
@@ -63,7 +72,10 @@ async def pending_command(pool: asyncpg.Pool, device_id: uuid.UUID) -> Command |
     return None if row is None else Command(row["charge"], row["fill"], row["flush"], row["interval_s"])
 
 
-NOTIFY_COMMAND_CHANGED = "SELECT pg_notify('fleetbed_command', $1::text)"
+# Every change of a standing command is announced on this channel, with the device id as payload, in the
+# transaction that makes it; `app.command_cache` listens on it.
+COMMAND_CHANNEL = "fleetbed_command"
+NOTIFY_COMMAND_CHANGED = "SELECT pg_notify($1::text, $2::text)"
 
 
 async def set_command(pool: asyncpg.Pool, device_id: uuid.UUID, command: Command) -> bool:
@@ -85,7 +97,7 @@ async def set_command(pool: asyncpg.Pool, device_id: uuid.UUID, command: Command
             command.interval_s,
         )
         if stored:
-            await conn.execute(NOTIFY_COMMAND_CHANGED, str(device_id))
+            await conn.execute(NOTIFY_COMMAND_CHANGED, COMMAND_CHANNEL, str(device_id))
     return bool(stored)
 
 
@@ -94,5 +106,5 @@ async def clear_command(pool: asyncpg.Pool, device_id: uuid.UUID) -> bool:
     async with pool.acquire() as conn, conn.transaction():
         removed = await conn.fetchval("DELETE FROM command WHERE device_id = $1 RETURNING true", device_id)
         if removed:
-            await conn.execute(NOTIFY_COMMAND_CHANGED, str(device_id))
+            await conn.execute(NOTIFY_COMMAND_CHANGED, COMMAND_CHANNEL, str(device_id))
     return bool(removed)

@@ -1,7 +1,8 @@
 """Reading a run directory back: Locust's stats history (`locust_stats_history.csv`, one row per entry per
 second with `--csv-full-history`), the fleet's own history (`locust_fleet_history.csv`: devices, slots, given-up
 slots, schedule lag and backlog a second), the windows the fleet judged with their exact figures
-(`locust_windows.json`, see `app.slo`), the sampled resources (`resources.csv`) and the plan (`experiment.json`)."""
+(`locust_windows.json`, see `app.slo`), the sampled resources (`resources.csv`), the machines and the database
+(`hosts.csv`, `hosts.json`) and the plan (`experiment.json`)."""
 
 from __future__ import annotations
 
@@ -14,9 +15,13 @@ from typing import Any
 
 import numpy as np
 
+from app.experiment.hosts import HostEvidence, read_hosts
 from app.slo import DEFAULT_SLO, Window
 
 AGGREGATED = "Aggregated"
+# Schedule lag as a pseudo-request: older runs and the history rebuilt from Prometheus (`prometheus_run`) write
+# such rows; they are not requests, so they are left out (the lag is in the windows and the fleet's history).
+LAG_TYPE = "LAG"
 HISTORY_FILE = "locust_stats_history.csv"
 WINDOWS_FILE = "locust_windows.json"
 FLEET_HISTORY_FILE = "locust_fleet_history.csv"
@@ -53,6 +58,7 @@ class RunRecords:
     resources: dict[str, np.ndarray]  # column -> values, aligned on resources["timestamp"]
     fleet: dict[str, np.ndarray] = field(default_factory=dict)  # the fleet's history: column -> values, a row a
     # second aligned on fleet["Timestamp"] (Devices, Requests/s, Request p95 ms, Slots given up, Lag p99 ms, ...)
+    hosts: HostEvidence | None = None  # the machines and the database (`hosts.csv`), when recorded
 
 
 def _number(text: str) -> float:
@@ -87,7 +93,7 @@ def read_history(path: Path) -> tuple[list[EntryHistory], EntryHistory]:
     aggregated_rows = grouped.pop(("", AGGREGATED), None)
     if not aggregated_rows:
         raise RunDirectoryError(f"{path}: no Aggregated rows (did Locust run with --csv and --csv-full-history?)")
-    entries = [_history(m, n, rows) for (m, n), rows in sorted(grouped.items())]
+    entries = [_history(m, n, rows) for (m, n), rows in sorted(grouped.items()) if m != LAG_TYPE]
     return entries, _history("", AGGREGATED, aggregated_rows)
 
 
@@ -124,4 +130,4 @@ def read_run(directory: Path) -> RunRecords:
     windows, slo = read_windows(directory / WINDOWS_FILE, plan)
     resources = read_columns(directory / RESOURCES_FILE)
     fleet = read_columns(directory / FLEET_HISTORY_FILE)
-    return RunRecords(plan, entries, aggregated, windows, slo, resources, fleet)
+    return RunRecords(plan, entries, aggregated, windows, slo, resources, fleet, read_hosts(directory))

@@ -51,7 +51,7 @@ def build_summary(records: RunRecords) -> tuple[dict[str, Any], list[StepFigures
     steps = step_figures(records)
     run_verdict = verdict(records)
     knee_step = knee(steps)
-    diagnosis = diagnose(steps, knee_step, int(plan.get("workers", 1) or 1))
+    diagnosis = diagnose(steps, knee_step, int(plan.get("workers", 1) or 1), records.hosts)
     found = capacity(steps)
     summary = {
         "plan": plan,
