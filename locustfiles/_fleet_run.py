@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import signal
 import sys
 from datetime import UTC, datetime
@@ -248,6 +247,14 @@ class FleetRun:
 _RUNS: dict[int, FleetRun] = {}
 
 
+def _term_as_ctrl_c(environment: Environment) -> None:
+    """Headless with a shape, Locust installs its SIGTERM handler only once the shape has ended, so a SIGTERM
+    meanwhile would kill it without a verdict: while the shape runs, SIGTERM stops it as Ctrl-C does."""
+    runner = environment.runner
+    if runner is not None and runner.shape_greenlet is not None:
+        gevent.get_hub().parent.throw(KeyboardInterrupt)  # the main greenlet, waiting for the shape
+
+
 def _fleet_run(environment: Environment) -> FleetRun:
     if id(environment) not in _RUNS:
         _RUNS[id(environment)] = FleetRun(environment)
@@ -273,10 +280,8 @@ def attach() -> None:
         attach_fleet_stats(environment)
         if isinstance(environment.runner, WorkerRunner):
             return
-        # Headless with a shape, Locust waits for the shape before it installs its SIGTERM handler, so a SIGTERM
-        # would kill it without a verdict. Until then, SIGTERM stops it as Ctrl-C does (Locust's handler, once
-        # installed, replaces this one).
-        gevent.signal_handler(signal.SIGTERM, os.kill, os.getpid(), signal.SIGINT)
+        if environment.parsed_options.headless and environment.shape_class is not None:
+            gevent.signal_handler(signal.SIGTERM, _term_as_ctrl_c, environment)
         fleet_run = _fleet_run(environment)
         attach_fleet_tab(environment, lambda: fleet_run.state, lambda: fleet_run.slo)
         port = environment.parsed_options.prometheus_port

@@ -19,8 +19,10 @@ import numpy as np
 from app.experiment.hosts import HostEvidence, read_hosts
 from app.slo import DEFAULT_SLO, Window
 
-LAG_TYPE = "LAG"  # schedule lag as pseudo-requests: runs from before the fleet kept it apart; left out of entries
 AGGREGATED = "Aggregated"
+# Schedule lag as a pseudo-request: older runs and the history rebuilt from Prometheus (`prometheus_run`) write
+# such rows; they are not requests, so they are left out (the lag is in the windows and the fleet's history).
+LAG_TYPE = "LAG"
 HISTORY_FILE = "locust_stats_history.csv"
 WINDOWS_FILE = "locust_windows.json"
 FLEET_HISTORY_FILE = "locust_fleet_history.csv"
