@@ -114,6 +114,18 @@ def test_search_goes_down_when_the_first_fleet_breaks(tmp_path: Path) -> None:
     assert 55 <= (found or 0) <= 60  # within the 10% resolution of the true 60
 
 
+def test_a_broken_confirmation_with_nothing_below_goes_further_down(tmp_path: Path) -> None:
+    target = tmp_path / "target"
+    search = CapacitySearch(SearchPlan(start_devices=40), target, "http://127.0.0.1:9/metrics", 1, {})
+    search.start()
+    for devices, role, passed in [(40, "search", True), (80, "search", False), (60, "refine", False),
+                                  (50, "refine", False), (46, "refine", False), (40, "confirm", False)]:  # fmt: skip
+        search.judged.append(Judged(devices, role, passed))
+        search._next(search.judged[-1])
+    assert target.read_text().split()[0] == "20"  # the run seen in the slow test, which used to end with no capacity
+    assert not search.done
+
+
 def test_round_devices_reads_well() -> None:
     assert [round_devices(n, 10) for n in (1187, 250, 75, 3)] == [1200, 250, 80, 10]
     assert round_devices(1187, 1) == 1200

@@ -155,10 +155,8 @@ class CapacitySearch:
         held = sorted({s.devices for s in self.judged if s.passed})
         broken = min((s.devices for s in self.judged if not s.passed), default=None)
         found = capacity_of((s.devices, s.passed) for s in self.judged)
-        if last.role == "confirm":
-            if not broke or found is None or self._confirmations >= 2:
-                return self._finish()
-            return self._confirm(found, broke)
+        if last.role == "confirm" and (not broke or self._confirmations >= 2):
+            return self._finish()
         if broken is None:  # nothing broke yet: further up, unless capped
             if self.plan.max_devices and last.devices >= self.plan.max_devices:
                 return self._finish()
@@ -166,11 +164,13 @@ class CapacitySearch:
             if self.plan.max_devices:
                 up = min(up, self.plan.max_devices)
             return self._begin(up, "search", broke)
-        if found is None:  # even the first fleet broke: further down
-            down = round_devices(last.devices / self.plan.factor, per_user)
-            if down >= last.devices or down < self.plan.min_devices:
+        if found is None:  # nothing held below the smallest fleet that broke: further down from it
+            down = round_devices(broken / self.plan.factor, per_user)
+            if down >= broken or down < self.plan.min_devices:
                 return self._finish()
             return self._begin(down, "search", broke)
+        if last.role == "confirm":  # it broke: confirm the next one down
+            return self._confirm(found, broke)
         refined = sum(1 for s in self.judged if s.role == "refine")
         middle = round_devices((found + broken) / 2, per_user)
         fine_enough = (broken - found) / found <= self.plan.resolution
