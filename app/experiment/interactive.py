@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from app.experiment.records import RunDirectoryError
-from app.experiment.report_html import write_report
+from app.experiment.report import write_report
 from app.experiment.runner import LOCUST_HTML, LOCUST_STOP_TIMEOUT_S, LOCUSTFILE
 from app.experiment.sampler import ResourceSampler
 from app.settings import Settings
