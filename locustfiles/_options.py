@@ -70,7 +70,7 @@ def add_fleet_options(parser: Any) -> None:
         "--users-file",
         default="",
         env_var="LOCUST_USERS_FILE",
-        help="follow: a file holding 'USERS SPAWN_RATE [SETTLE_S]' (re-read every second) or 'stop'",
+        help="follow: a file holding 'USERS SPAWN_RATE [SETTLE_S [STEP]]' (re-read every second) or 'stop'",
     )
     parser.add_argument("--step-users", type=int, default=10, env_var="LOCUST_STEP_USERS", include_in_web_ui=True)
     parser.add_argument(

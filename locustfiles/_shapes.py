@@ -5,9 +5,9 @@
 - `until-failure`: the step ramp, judging the SLO (`--slo`, else the default SLO) over each finished step; after
   `--failure-checks` consecutive broken steps it stops. Its capacity is the largest fleet judged before the
   first broken step (`app.slo.RunVerdict.capacity_devices`);
-- `follow`: the user count written in `--users-file` (`USERS SPAWN_RATE [SETTLE_S]`, re-read every tick), until
-  the file says `stop`: how `fleetbed experiment` steers its capacity search. Each new count opens a window whose
-  warm-up lasts at least SETTLE_S after its devices have started.
+- `follow`: the user count written in `--users-file` (`USERS SPAWN_RATE [SETTLE_S [STEP]]`, re-read every tick),
+  until the file says `stop`: how `fleetbed experiment` steers its capacity search. Each new count or STEP opens a
+  window whose warm-up lasts at least SETTLE_S after its devices have started.
 
 One user carries `--devices-per-user` devices, so devices = users x devices per user. The shape cuts the run into
 windows (`_windows.WindowTracker`): one per step, one for a constant fleet; the SLO is judged on their figures.
@@ -37,6 +37,7 @@ class FleetShape(LoadTestShape):
         self.verdict: RunVerdict | None = None
         self.stopped_by_slo = False
         self._current_users = 0
+        self._follow_step = ""
 
     def reset_time(self) -> None:
         super().reset_time()
@@ -81,8 +82,10 @@ class FleetShape(LoadTestShape):
         if len(words) < 2:  # not written yet, or caught mid-write: hold what runs
             return self._current_users, spawn_rate
         users = int(words[0])
-        if users != self._current_users:
-            self._current_users = users
+        step = words[3] if len(words) > 3 else ""
+        if users != self._current_users or step != self._follow_step:
+            # A new step opens a window even at the same fleet (a confirmation right after the step it repeats).
+            self._current_users, self._follow_step = users, step
             if self.tracker is not None:
                 self.tracker.cut(users, None, float(words[2]) if len(words) > 2 else 0.0)
         return users, float(words[1])

@@ -15,12 +15,12 @@ import pytest
 
 from tests.test_experiment import run_fleetbed
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]  # two searches of about 2.5 min, two 40 s runs
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]  # two searches of about 3 min, two 40 s runs
 PLANTED = {"FLEETBED_TEST_HANDLER_CPU_MS": "3"}
 # Latency and failures only: schedule lag p99 also jumps whenever a busy shared machine deschedules the service
 # for a moment, which is noise to this test, not capacity.
 SLO = "p95=1000, failures=0.01"
-SEARCH = ["experiment", "--start-devices", "40", "--step-seconds", "8s", "--slo", SLO, "--no-prometheus"]
+SEARCH = ["experiment", "--start-devices", "40", "--slo", SLO, "--no-prometheus"]  # steps judged 12 s, as make run
 
 
 def _summary(out: Path, args: list[str], data: Path) -> dict[str, object]:

@@ -99,10 +99,13 @@ def test_search_settles_longer_after_a_broken_step(tmp_path: Path) -> None:
     target = tmp_path / "target"
     search = CapacitySearch(SearchPlan(start_devices=200, settle_s=4.0), target, "http://127.0.0.1:9/metrics", 10, {})
     search.start()
-    assert target.read_text().split() == ["20", "10", "4"]  # users, spawn rate, settle
+    assert target.read_text().split() == ["20", "10", "4", "1"]  # users, spawn rate, settle, step
     search.judged.append(Judged(200, "search", False))
     search._next(search.judged[-1])
     assert target.read_text().split()[::2] == ["10", "8"]  # down to 100 devices, twice the settle
+    search.judged.append(Judged(100, "search", True))
+    search._next(search.judged[-1])
+    assert target.read_text().split()[3] == "3"  # each step its own window, even at a fleet size seen before
 
 
 def test_search_goes_down_when_the_first_fleet_breaks(tmp_path: Path) -> None:

@@ -112,7 +112,8 @@ class CapacitySearch:
         current = self._users(self._step.devices) if self._step else 0
         spawn_rate = max(10.0, abs(users - current) / 2.0)
         settle = self.plan.settle_s * (AFTER_BREAK_SETTLE_FACTOR if previous_broke else 1.0)
-        self.target_file.write_text(f"{users} {spawn_rate:g} {settle:g}\n")
+        # The step number makes the fleet open a new window even when the fleet size repeats (a confirmation).
+        self.target_file.write_text(f"{users} {spawn_rate:g} {settle:g} {len(self.judged) + 1}\n")
         judge = self.plan.confirm_s if role == "confirm" else self.plan.judge_s
         self._step = _Step(users * self.devices_per_user, role, time.time(), judge)
 
