@@ -112,14 +112,18 @@ def _free_port() -> int:
 
 
 class EmbeddedPostgres:
-    """One PostgreSQL cluster in `data_dir`; `start()` reuses a server already running there."""
+    """One PostgreSQL cluster in `data_dir`; `start()` reuses a server already running there.
 
-    def __init__(self, data_dir: Path) -> None:
+    `binaries`: another PostgreSQL's bin directory (e.g. Debian's 15, for tests and benchmarks on an older
+    server) instead of the wheel's; it must be readable by the service user when run as root.
+    """
+
+    def __init__(self, data_dir: Path, binaries: Path | None = None) -> None:
         self.data_dir = data_dir
         self.run_as = SERVICE_USER if os.geteuid() == 0 else None
         self.pgdata = self._pgdata_location()
         self.log_path = self.pgdata / "server.log"
-        self.bin_dir = self._binaries()
+        self.bin_dir = binaries or self._binaries()
         self._running: RunningServer | None = None
 
     def _pgdata_location(self) -> Path:
