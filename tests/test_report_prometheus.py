@@ -96,3 +96,19 @@ def test_a_range_with_no_fleet_in_it_is_a_clear_error(kept: tuple[str, Synthetic
     assert done.returncode == 2
     assert "has no Locust metrics" in done.stderr, done.stderr
     assert "job `locust`" in done.stderr, done.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["--prometheus", "http://127.0.0.1:9"], "--prometheus needs --run RUN_ID (or latest) or --from TIME"),
+        (["--prometheus", "http://127.0.0.1:9", "--run", "latest"], "--run needs the service's URL"),
+        (["--prometheus", "http://127.0.0.1:9", "--from", "now-1m", "--to", "now-2m"], "--to must be after --from"),
+        (["--prometheus", "ftp://x", "--from", "now-1m"], "--prometheus must be an http(s) URL"),
+        ([], "give a run directory, or --prometheus URL"),
+    ],
+)
+def test_what_a_report_from_prometheus_needs_is_said(args: list[str], said: str, tmp_path: Path) -> None:
+    done = run_fleetbed(["report", *args, "--out", str(tmp_path / "r")], tmp_path / "data")
+    assert done.returncode == 2, done.stderr
+    assert said in done.stderr, done.stderr
