@@ -134,6 +134,11 @@ class FleetRun:
         self.recorder = RunRecorder(self.environment.host, token, self.options.snapshot_interval)
         self.recorder.start(name, config, self.stats_snapshot)
 
+    def restart_window(self) -> None:
+        """Locust's statistics (and the fleet's) were reset under the open window: it starts again from here."""
+        self.tracker.restart()
+        self.live.reset()
+
     def _observe(self) -> None:
         while True:
             gevent.sleep(OBSERVE_EVERY_S)
@@ -288,6 +293,12 @@ def attach() -> None:
         if port:
             host = environment.parsed_options.prometheus_host
             fleet_run.metrics_server = serve_metrics(environment, host, port, lambda: fleet_run.state)
+
+    @events.reset_stats.add_listener
+    def _on_reset_stats(**_: Any) -> None:
+        # The web UI fires this before it clears the statistics: the open window restarts just after.
+        for fleet_run in _RUNS.values():
+            gevent.spawn(fleet_run.restart_window)
 
     @events.test_start.add_listener
     def _on_test_start(environment: Environment, **_: Any) -> None:

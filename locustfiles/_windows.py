@@ -63,9 +63,14 @@ class WindowTracker:
     def reset(self) -> None:
         """A new test (Locust has just cleared its statistics): forget the windows; an open one starts now."""
         self.windows = []
-        if self.current is not None:
-            self.current.start = self.clock()
-            self.current.at_start = self.figures()
+        self.restart()
+
+    def restart(self) -> None:
+        """The statistics were cleared under the open window (the web UI's reset button): it starts again now, with
+        its warm-up, since its earlier figures are gone."""
+        current = self.current
+        if current is not None:
+            self.current = OpenWindow(current.users, current.devices, self.clock(), current.planned_end, self.figures())
 
     def observe(self, target_users: int | None) -> None:
         """Called every second: notice a new target (`None`: the shape cuts the windows itself), the end of
