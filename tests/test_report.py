@@ -129,6 +129,19 @@ def test_a_broken_confirmation_with_nothing_below_goes_further_down(tmp_path: Pa
     assert not search.done
 
 
+def test_a_broken_confirmation_bisects_again_below_it(tmp_path: Path) -> None:
+    target = tmp_path / "target"
+    search = CapacitySearch(SearchPlan(start_devices=40), target, "http://127.0.0.1:9/metrics", 2, {})
+    search.start()
+    for devices, role, passed in [(40, "search", True), (80, "search", True), (160, "search", False),
+                                  (120, "refine", True), (140, "refine", False), (130, "refine", False),
+                                  (120, "confirm", False)]:  # fmt: skip
+        search.judged.append(Judged(devices, role, passed))
+        search._next(search.judged[-1])
+    # Not straight down to 80 (a slow-test run did that): the gap between 80 and 120 is bisected first.
+    assert (int(target.read_text().split()[0]) * 2, search._step.role if search._step else "") == (100, "refine")
+
+
 def test_round_devices_reads_well() -> None:
     assert [round_devices(n, 10) for n in (1187, 250, 75, 3)] == [1200, 250, 80, 10]
     assert round_devices(1187, 1) == 1200

@@ -170,12 +170,11 @@ class CapacitySearch:
             if down >= broken or down < self.plan.min_devices:
                 return self._finish()
             return self._begin(down, "search", broke)
-        if last.role == "confirm":  # it broke: confirm the next one down
-            return self._confirm(found, broke)
         refined = sum(1 for s in self.judged if s.role == "refine")
         middle = round_devices((found + broken) / 2, per_user)
         fine_enough = (broken - found) / found <= self.plan.resolution
-        if refined < self.plan.refinements and not fine_enough and found < middle < broken and middle not in held:
+        budget = self.plan.refinements + self._confirmations  # a broken confirmation earns one more bisection
+        if refined < budget and not fine_enough and found < middle < broken and middle not in held:
             return self._begin(middle, "refine", broke)
         return self._confirm(found, broke)
 
