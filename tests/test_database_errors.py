@@ -222,6 +222,9 @@ def test_data_errors_are_bugs_and_connection_errors_pass() -> None:
     wrong shape) are 500s; an InterfaceError of a lost connection stays a 503."""
     assert classify(asyncpg.DataError("invalid input for query argument $3")) is None
     assert classify(ArgumentError("the argument is not a sequence")) is None
+    goodbye = classify(asyncpg.InternalClientError("cannot switch to state 12; another operation (2) is in progress"))
+    assert goodbye is not None
+    assert goodbye.retry_after_s == 1
     slow = classify(TimeoutError())
     assert slow is not None
     assert slow.retry_after_s == 2
