@@ -31,6 +31,7 @@ from app.db.stats import fleet_stats, fleet_stats_by_full_scan
 from app.stack.embedded_db import EmbeddedDatabaseError, EmbeddedPostgres
 from tests.support.db import fetch
 from tests.support.fleet_driver import DriverReport, drive
+from tests.support.postgres import POSTGRES_15_BIN, postgres_15_missing
 from tests.support.processes import free_port, running_fleetbed, wait_until_ready
 from tests.support.proxy import cuttable_proxy
 from tests.support.requirements import missing
@@ -38,6 +39,12 @@ from tests.test_stats import assert_same_stats
 
 DEVICES = 20
 pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def pg_url(each_pg_url: str) -> str:
+    """Every fault here is survived on the embedded PostgreSQL 18 and on PostgreSQL 15."""
+    return each_pg_url
 
 
 async def assert_exactly_once(
@@ -118,12 +125,18 @@ async def _migrate(url: str) -> None:
         await conn.close()
 
 
-@pytest.fixture
-def own_postgres() -> Iterator[tuple[EmbeddedPostgres, str, int]]:
-    """A server of this test's own, which it may crash."""
+@pytest.fixture(params=["postgresql", "postgresql15"])
+def own_postgres(request: pytest.FixtureRequest) -> Iterator[tuple[EmbeddedPostgres, str, int]]:
+    """A server of this test's own, which it may crash: the embedded PostgreSQL 18, then PostgreSQL 15."""
+    binaries = None
+    if request.param == "postgresql15":
+        reason = postgres_15_missing()
+        if reason is not None:
+            missing(reason)
+        binaries = POSTGRES_15_BIN
     data_dir = Path(tempfile.mkdtemp(prefix="fleetbed-fault-pg-"))
     data_dir.chmod(0o755)
-    server = EmbeddedPostgres(data_dir)
+    server = EmbeddedPostgres(data_dir, binaries)
     running = server.start()
     asyncio.run(_migrate(running.url))
     yield server, running.url, running.port

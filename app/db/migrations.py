@@ -12,6 +12,7 @@ import hashlib
 import logging
 import re
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 import asyncpg
@@ -28,6 +29,10 @@ LAYOUT_MARK = "CREATE EXTENSION IF NOT EXISTS timescaledb"
 _FILE_NAME = re.compile(r"(\d{3,})_([a-z0-9_]+)\.sql")
 
 
+# Where an installed wheel keeps the SQL files inside the `app` package (pyproject.toml maps migrations/ there).
+PACKAGED_DIR = "_migrations"
+
+
 class MigrationError(RuntimeError):
     """The database's migration history does not match the files; the message says what to do."""
 
@@ -41,10 +46,14 @@ class Migration:
 
 
 def migrations_dir() -> Path:
-    packaged = Path(__file__).resolve().parent.parent / "_migrations"
-    if packaged.is_dir():
-        return packaged
-    return Path(__file__).resolve().parent.parent.parent / "migrations"
+    """The SQL files: inside the installed package, else the source checkout's `migrations/`.
+
+    The data layer finds its own files (it imports nothing of `app` outside `app/db`); `app.stack.resources`
+    finds the other shipped folders the same way and hands this one on.
+    """
+    package = Path(str(resources.files("app")))
+    packaged = package / PACKAGED_DIR
+    return packaged if packaged.is_dir() else package.parent / "migrations"
 
 
 def load_migrations(directory: Path | None = None) -> list[Migration]:
