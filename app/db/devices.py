@@ -10,7 +10,7 @@ from typing import Any
 import asyncpg
 import orjson
 
-from app.db import TOTALS_SHARDS
+from app.db import TOTALS_SHARDS, Connection
 from app.db.derived import fleet_totals_upsert
 
 
@@ -50,6 +50,16 @@ async def register_device(pool: asyncpg.Pool, device_id: uuid.UUID, metadata: di
     """Register the device or record its login; return True when it is new. Metadata is replaced when given."""
     created: bool = await pool.fetchval(_REGISTER, device_id, metadata, device_id.int % TOTALS_SHARDS)
     return created
+
+
+async def unregistered_devices(conn: Connection, device_ids: list[uuid.UUID]) -> set[uuid.UUID]:
+    """Those of `device_ids` that have no `device` row (a token can outlive its row: a restored or new database)."""
+    rows = await conn.fetch(
+        "SELECT id FROM unnest($1::uuid[]) AS given(id)"
+        " WHERE NOT EXISTS (SELECT 1 FROM device d WHERE d.id = given.id)",
+        device_ids,
+    )
+    return {row["id"] for row in rows}
 
 
 async def device_exists(pool: asyncpg.Pool, device_id: uuid.UUID) -> bool:
