@@ -217,3 +217,18 @@ async def test_a_slow_service_shows_as_schedule_lag_not_a_lower_rate(pg_url: str
     assert slots.given_up > 0, "slots given up are counted"
     assert slots.due - slots.given_up < 30, "the worker could not serve more"
     assert slots.due >= 8 * 5, "yet the plan kept its rate: served + given up"
+
+
+async def test_a_killed_run_still_leaves_its_windows(pg_url: str, tmp_path: Path) -> None:
+    """The windows file is rewritten during the test, so even SIGKILL leaves the figures judged so far."""
+    with running_service(pg_url, tmp_path / "service") as service:
+        args = fleet_args(service, "-u", "2", "-r", "2", "-t", "60s", "--no-run-record", "--csv", str(tmp_path / "run"))
+        with running_locust(args, tmp_path) as locust:
+            await asyncio.sleep(13)  # rewritten at the first sample, then every 5 s: with a judged part by now
+            locust.process.kill()
+            locust.process.wait()
+    document = json.loads((tmp_path / "run_windows.json").read_text())
+    assert document["provisional"] is True
+    windows = [Window.from_json(one) for one in document["windows"]]
+    assert [window.devices for window in windows] == [2]
+    assert windows[0].judged.request_count() > 0

@@ -88,9 +88,13 @@ def test_the_fleet_tab_and_the_report_of_what_ran_in_the_ui(tmp_path: Path) -> N
         process.send_signal(signal.SIGINT)
         assert process.wait(90) == 0, log.read_text()
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+        if process.poll() is None:  # a failed check: stop it as a user would, so that it stops what it started
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
     text = log.read_text()
     runs = list((tmp_path / "data" / "runs").glob("up-*"))
     assert len(runs) == 1, text
