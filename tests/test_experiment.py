@@ -156,7 +156,7 @@ def test_search_and_report_judge_the_same_windows(search: Run) -> None:
     assert [step["role"] for step in summary["steps"]] == ["search", "search"]
     for searched, judged in zip(plan["search_steps"], summary["steps"], strict=True):
         assert judged["slo_passed"] == searched["passed"]  # the search's verdict is the report's
-        assert judged["judged_from"] - judged["start"] >= 4  # the window settled before it was judged
+        assert judged["judged_from"] > judged["start"]  # each window's warm-up is reported apart, never judged
         assert judged["throughput_rps"] > 20
     assert summary["capacity_devices"] == 100
     assert summary["warm_up"]["requests"] > 0  # logins and the spawn burst: reported, never judged
