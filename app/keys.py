@@ -8,6 +8,7 @@ from aiohttp import web
 from app.command_cache import CommandCache
 from app.db.migrations import Migration
 from app.db.pool import DatabaseLayout
+from app.drain import Drain
 from app.ingest import BatchWriter
 from app.metrics import ServiceMetrics
 from app.settings import Settings
@@ -21,3 +22,4 @@ MIGRATIONS = web.AppKey("migrations", list[Migration])
 INGEST = web.AppKey("ingest", BatchWriter)
 COMMANDS = web.AppKey("commands", CommandCache)
 TOKENS = web.AppKey("tokens", TokenVerifier)
+DRAIN = web.AppKey("drain", Drain)

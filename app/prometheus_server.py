@@ -8,6 +8,7 @@ writes that file, `LocalPrometheus` runs the binary on it (storage in a director
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import time
@@ -18,6 +19,7 @@ from pathlib import Path
 from types import TracebackType
 
 from app.experiment.processes import stop
+from app.lifetime import die_with_parent
 
 INSTALL_HINT = (
     "Prometheus is not installed: on Debian/Ubuntu `apt-get install prometheus` (do not enable its service; "
@@ -114,6 +116,7 @@ class LocalPrometheus:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
+                preexec_fn=die_with_parent(os.getpid()),
             )
         self._wait_ready(log_path)
         return self

@@ -13,9 +13,10 @@ from aiohttp import web
 from app.command_cache import CommandCache
 from app.db.migrations import load_migrations
 from app.db.pool import create_pool, read_layout
+from app.drain import Drain
 from app.handlers import devices, health, operator, runs, stats
 from app.ingest import BatchWriter
-from app.keys import COMMANDS, INGEST, LAYOUT, METRICS, MIGRATIONS, POOL, SETTINGS, TOKENS
+from app.keys import COMMANDS, DRAIN, INGEST, LAYOUT, METRICS, MIGRATIONS, POOL, SETTINGS, TOKENS
 from app.metrics import ServiceMetrics
 from app.middleware import boundary_middleware
 from app.observability import service_observers
@@ -49,7 +50,8 @@ async def database_pool(app: web.Application) -> AsyncIterator[None]:
         )
         yield
     finally:
-        await pool.close()
+        if not await app[DRAIN].step("the database connections to close", pool.close()):
+            pool.terminate()
 
 
 @asynccontextmanager
@@ -66,7 +68,7 @@ async def ingest_writer(app: web.Application) -> AsyncIterator[None]:
     app[INGEST] = writer
     yield
     # Runs after the server stopped accepting and in-flight requests finished: write what is still queued.
-    await writer.close()
+    await app[DRAIN].step(f"{writer.queued_readings} queued readings to be written", writer.close())
 
 
 @asynccontextmanager
@@ -90,6 +92,12 @@ def create_app(settings: Settings) -> web.Application:
         app.middlewares.append(cpu_heavy_middleware(settings.test_handler_cpu_ms))
     app[SETTINGS] = settings
     app[METRICS] = metrics
+    app[DRAIN] = Drain(settings.drain_timeout_s)
+
+    async def begin_drain(app: web.Application) -> None:
+        app[DRAIN].begin()
+
+    app.on_shutdown.append(begin_drain)
     app[MIGRATIONS] = load_migrations()
     app.cleanup_ctx.append(database_pool)
     app.cleanup_ctx.append(ingest_writer)

@@ -45,6 +45,7 @@ class Settings:
     ingest_wait_s: float = 10.0
     body_timeout_s: float = 10.0
     keepalive_timeout_s: float = 75.0
+    drain_timeout_s: float = 30.0  # from a stop signal to the exit, whatever state the database is in
     test_handler_cpu_ms: float = 0.0  # tests only: CPU spun per request (app/planted_load.py)
 
     def __post_init__(self) -> None:
@@ -69,6 +70,7 @@ class Settings:
             ("FLEETBED_INGEST_WAIT_S", self.ingest_wait_s),
             ("FLEETBED_BODY_TIMEOUT_S", self.body_timeout_s),
             ("FLEETBED_KEEPALIVE_TIMEOUT_S", self.keepalive_timeout_s),
+            ("FLEETBED_DRAIN_TIMEOUT_S", self.drain_timeout_s),
         ):
             if not 0 < value <= 3600:
                 raise SettingsError(f"{name} must be a number of seconds in (0, 3600], got {value}")
@@ -105,6 +107,7 @@ class Settings:
             "ingest_wait_s": _float(env, "FLEETBED_INGEST_WAIT_S", 10.0),
             "body_timeout_s": _float(env, "FLEETBED_BODY_TIMEOUT_S", 10.0),
             "keepalive_timeout_s": _float(env, "FLEETBED_KEEPALIVE_TIMEOUT_S", 75.0),
+            "drain_timeout_s": _float(env, "FLEETBED_DRAIN_TIMEOUT_S", 30.0),
             "test_handler_cpu_ms": _float(env, "FLEETBED_TEST_HANDLER_CPU_MS", 0.0),
         }
         values.update(overrides)

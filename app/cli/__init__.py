@@ -15,6 +15,7 @@ from app import __version__
 from app.cli import backfill, db, experiment, export, migrate, report, serve, up
 from app.db.migrations import MigrationError
 from app.embedded_db import EmbeddedDatabaseError
+from app.lifetime import stop_on_signals
 from app.settings import Settings, SettingsError
 
 COMMANDS: tuple[ModuleType, ...] = (serve, migrate, db, backfill, export, experiment, report, up)
@@ -68,6 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    stop_on_signals()  # SIGTERM and SIGHUP stop every command the way Ctrl-C does
     try:
         settings = Settings.from_env()
         code: int = args.run(settings, args)

@@ -179,7 +179,7 @@ def finish(plan: ExperimentPlan, record: dict[str, Any], locust_log: Path) -> in
     except RunDirectoryError as exc:
         tail = locust_log.read_text(errors="replace")[-3000:]
         print(f"fleetbed experiment: no report: {exc}\n--- locust.log (tail) ---\n{tail}", file=sys.stderr)
-        return 1
+        return INTERRUPTED if record["interrupted"] else 1
     print(f"\n{summary['bottleneck']['sentence']}", file=sys.stderr)
     capacity = summary["capacity_devices"]
     print(
