@@ -8,6 +8,7 @@ is up, and then every process it started (its descendants, the embedded postmast
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import shutil
@@ -19,13 +20,16 @@ import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
+import aiohttp
 import psutil
 import pytest
 
 from app.embedded_db import EmbeddedPostgres
-from tests.support.processes import free_port
+from tests.support.devices import reading
+from tests.support.processes import free_port, read_output, running_fleetbed
 
 REPO = Path(__file__).resolve().parents[1]
 STARTED_TIMEOUT_S = 90.0
@@ -191,7 +195,7 @@ def signal_and_check(run_: Started, signum: signal.Signals, expected: set[str]) 
         still_running(children) or any(listening(port) for port in ports)
     ) and time.monotonic() < signalled + STOPPED_TIMEOUT_S:
         time.sleep(0.3)
-    report = f"exited {exited_s:.1f} s after the signal, everything gone after {time.monotonic() - signalled:.1f} s"
+    report = f"exited {exited_s:.1f} s after the signal; checked until {time.monotonic() - signalled:.1f} s after it"
     print(report)
     assert still_running(children) == [], f"{report}\n{run_.output()[-3000:]}"
     assert sorted(port for port in ports if listening(port)) == [], f"{report}\n{run_.output()[-3000:]}"
@@ -231,3 +235,58 @@ def test_a_signal_stops_everything_the_command_started(start: object, name: str,
     signal_and_check(run_, signum, RUNNING[name])
     if signum != signal.SIGKILL:
         assert run_.process.returncode in (0, 130), run_.output()[-3000:]
+
+
+DRAIN_S = 6.0
+
+
+async def test_the_service_stops_within_its_drain_budget_when_the_database_hangs() -> None:
+    """Every PostgreSQL process stopped (SIGSTOP: connections open, nothing answers) while devices post: the
+    service still exits within FLEETBED_DRAIN_TIMEOUT_S of SIGTERM and its log says what it was waiting for."""
+    base = reachable_dir("fleetbed-drain-")
+    server = EmbeddedPostgres(base / "data")
+    url = server.start().url
+    port = free_port()
+    env = {"FLEETBED_DATABASE_URL": url, "FLEETBED_DATA_DIR": str(base / "data"), "FLEETBED_PORT": str(port),
+           "FLEETBED_DRAIN_TIMEOUT_S": f"{DRAIN_S:g}"}  # fmt: skip
+    suspended: list[psutil.Process] = []
+    try:
+        with running_fleetbed(["serve"], env, port) as service:
+            async with aiohttp.ClientSession() as session:
+                service_url = f"http://127.0.0.1:{port}"
+                tokens = []
+                for _ in range(10):
+                    async with session.post(f"{service_url}/login") as response:
+                        tokens.append((await response.json())["token"])
+                postmaster_process = postmaster(base / "data")
+                assert postmaster_process is not None
+                suspended = [postmaster_process, *postmaster_process.children(recursive=True)]
+                for process in suspended:
+                    process.suspend()
+                posts = [
+                    asyncio.ensure_future(
+                        session.post(
+                            f"{service_url}/measurement",
+                            json=reading(datetime.now(UTC)),
+                            headers={"Authorization": f"Bearer {token}"},
+                        )  # fmt: skip
+                    )
+                    for token in tokens
+                ]
+                await asyncio.sleep(1.0)  # the requests are in flight, waiting on the database
+                signalled = time.monotonic()
+                service.send_signal(signal.SIGTERM)
+                await asyncio.to_thread(service.wait, 60)
+                stopped_in = time.monotonic() - signalled
+                await asyncio.gather(*posts, return_exceptions=True)
+            output = read_output(service)
+    finally:
+        for process in suspended:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                process.resume()
+        server.stop()
+        shutil.rmtree(base, ignore_errors=True)
+    print(f"stopped {stopped_in:.1f} s after SIGTERM\n" + "\n".join(l for l in output.splitlines() if "stopping" in l))
+    assert stopped_in < DRAIN_S + 1.5, f"stopped {stopped_in:.1f} s after SIGTERM:\n{output[-3000:]}"
+    assert "stopping: waiting up to" in output, output[-3000:]
+    assert "requests in flight" in output, output[-3000:]
