@@ -269,7 +269,7 @@ async def test_the_service_stops_within_its_drain_budget_when_the_database_hangs
                             f"{service_url}/measurement",
                             json=reading(datetime.now(UTC)),
                             headers={"Authorization": f"Bearer {token}"},
-                        )  # fmt: skip
+                        )
                     )
                     for token in tokens
                 ]
@@ -286,7 +286,10 @@ async def test_the_service_stops_within_its_drain_budget_when_the_database_hangs
                 process.resume()
         server.stop()
         shutil.rmtree(base, ignore_errors=True)
-    print(f"stopped {stopped_in:.1f} s after SIGTERM\n" + "\n".join(l for l in output.splitlines() if "stopping" in l))
+    print(
+        f"stopped {stopped_in:.1f} s after SIGTERM\n"
+        + "\n".join(line for line in output.splitlines() if "stopping" in line)
+    )
     assert stopped_in < DRAIN_S + 1.5, f"stopped {stopped_in:.1f} s after SIGTERM:\n{output[-3000:]}"
     assert "stopping: waiting up to" in output, output[-3000:]
     assert "requests in flight" in output, output[-3000:]
