@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -293,3 +294,43 @@ async def test_the_service_stops_within_its_drain_budget_when_the_database_hangs
     assert stopped_in < DRAIN_S + 1.5, f"stopped {stopped_in:.1f} s after SIGTERM:\n{output[-3000:]}"
     assert "stopping: waiting up to" in output, output[-3000:]
     assert "requests in flight" in output, output[-3000:]
+
+
+def worker_pids(supervisor: subprocess.Popen[str]) -> set[int]:
+    return {
+        child.pid
+        for child in psutil.Process(supervisor.pid).children()
+        if "spawn_main" in " ".join(child.cmdline()) and child.status() != psutil.STATUS_ZOMBIE
+    }
+
+
+def scrape(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return str(response.read().decode())
+
+
+def test_the_supervisor_replaces_a_crashed_worker(pg_url: str, tmp_path: Path) -> None:
+    port = free_port()
+    env = {"FLEETBED_DATABASE_URL": pg_url, "FLEETBED_DATA_DIR": str(tmp_path), "FLEETBED_PORT": str(port),
+           "FLEETBED_WORKERS": "2"}  # fmt: skip
+    metrics_url = f"http://127.0.0.1:{port}/metrics"
+    with running_fleetbed(["serve", "--no-migrate"], env, port) as service:
+        deadline = time.monotonic() + 30
+        while len(worker_pids(service)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        before = worker_pids(service)
+        assert len(before) == 2, read_output(service)
+        crashed = min(before)
+        os.kill(crashed, signal.SIGKILL)
+        while time.monotonic() < deadline + 30:
+            now = worker_pids(service)
+            if len(now) == 2 and crashed not in now and 'state="answered"} 2.0' in scrape(metrics_url):
+                break
+            time.sleep(0.3)
+        after = worker_pids(service)
+        assert len(after) == 2, read_output(service)
+        assert crashed not in after, read_output(service)
+        assert 'fleetbed_metrics_workers{state="answered"} 2.0' in scrape(metrics_url)
+        assert "starting a new one" in read_output(service)
+        service.send_signal(signal.SIGHUP)
+        assert service.wait(STOPPED_TIMEOUT_S) == 0, read_output(service)
