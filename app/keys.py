@@ -10,6 +10,7 @@ from app.db.migrations import Migration
 from app.db.pool import DatabaseLayout
 from app.drain import Drain
 from app.ingest import BatchWriter
+from app.login_limit import LoginRateLimit
 from app.metrics import ServiceMetrics
 from app.settings import Settings
 from app.tokens import TokenVerifier
@@ -23,3 +24,4 @@ INGEST = web.AppKey("ingest", BatchWriter)
 COMMANDS = web.AppKey("commands", CommandCache)
 TOKENS = web.AppKey("tokens", TokenVerifier)
 DRAIN = web.AppKey("drain", Drain)
+LOGIN_LIMIT = web.AppKey("login_limit", LoginRateLimit)

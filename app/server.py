@@ -16,7 +16,8 @@ from app.db.pool import create_pool, read_layout
 from app.drain import Drain
 from app.handlers import devices, health, operator, runs, stats
 from app.ingest import BatchWriter
-from app.keys import COMMANDS, DRAIN, INGEST, LAYOUT, METRICS, MIGRATIONS, POOL, SETTINGS, TOKENS
+from app.keys import COMMANDS, DRAIN, INGEST, LAYOUT, LOGIN_LIMIT, METRICS, MIGRATIONS, POOL, SETTINGS, TOKENS
+from app.login_limit import LoginRateLimit
 from app.metrics import ServiceMetrics
 from app.middleware import boundary_middleware
 from app.observability import service_observers
@@ -93,6 +94,13 @@ def create_app(settings: Settings) -> web.Application:
     app[SETTINGS] = settings
     app[METRICS] = metrics
     app[DRAIN] = Drain(settings.drain_timeout_s)
+    app[LOGIN_LIMIT] = LoginRateLimit(settings.login_rate_per_s, settings.login_burst, settings.workers)
+    if settings.enrolment == "closed":
+        log.warning(
+            "enrolment closed: listening on %s without FLEETBED_ENROLL_KEY, so new devices cannot register "
+            "(set FLEETBED_ENROLL_KEY, or FLEETBED_ENROLL_OPEN=1 to let anyone register)",
+            settings.host,
+        )
 
     async def begin_drain(app: web.Application) -> None:
         app[DRAIN].begin()
@@ -119,6 +127,8 @@ def create_app(settings: Settings) -> web.Application:
             web.get("/stats", stats.get_stats),
             web.put("/devices/{device_id}/command", operator.put_command),
             web.delete("/devices/{device_id}/command", operator.delete_command),
+            web.put("/devices/{device_id}/metadata", operator.put_metadata),
+            web.delete("/devices/{device_id}/secret", operator.delete_secret),
             web.post("/runs", runs.post_run),
             web.get("/runs", runs.get_runs),
             web.get("/runs/{run_id}", runs.get_one_run),

@@ -7,6 +7,7 @@ from typing import Any
 
 DEFAULT_SLO = ""
 DEFAULT_PROMETHEUS_PORT = 9646
+DEFAULT_DEVICE_INTERVAL_S = 30.0
 
 
 def add_fleet_options(parser: Any) -> None:
@@ -34,9 +35,16 @@ def add_fleet_options(parser: Any) -> None:
         "request to Locust's stats",
     )
     parser.add_argument(
+        "--enroll-key",
+        default="",
+        env_var="LOCUST_ENROLL_KEY",
+        is_secret=True,
+        help="The service's FLEETBED_ENROLL_KEY, sent by every device at its login (a closed fleet)",
+    )
+    parser.add_argument(
         "--device-interval",
         type=float,
-        default=30.0,
+        default=DEFAULT_DEVICE_INTERVAL_S,
         env_var="LOCUST_DEVICE_INTERVAL",
         help="Seconds between a device's cycles until the service's command says otherwise",
     )

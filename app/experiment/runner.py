@@ -108,6 +108,7 @@ def run_experiment(settings: Settings, plan: ExperimentPlan) -> int:
             "FLEETBED_WORKERS": str(plan.workers),
             "FLEETBED_OPERATOR_TOKEN": settings.operator_token,
             "FLEETBED_COMMAND_INTERVAL_S": str(max(1, round(plan.interval_s))),
+            "FLEETBED_LOGIN_RATE_PER_S": "0",  # the local fleet logs every device in from one address
             "PYTHONUNBUFFERED": "1",
         }
         service_log = plan.out / "service.log"

@@ -9,7 +9,8 @@ from typing import Any
 
 from aiohttp.test_utils import TestClient
 
-BASE_TIME = datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
+# A whole hour a day ago: readings from it on are within the service's age limit and not in the future.
+BASE_TIME = (datetime.now(UTC) - timedelta(days=1)).replace(minute=0, second=0, microsecond=0)
 
 
 @dataclass(frozen=True)
