@@ -182,11 +182,14 @@ class EmbeddedPostgres:
         self.pgdata.parent.mkdir(parents=True, exist_ok=True)
         self.pgdata.mkdir(mode=0o700, exist_ok=True)
         self._chown(self.pgdata)
-        with tempfile.TemporaryDirectory() as scratch:
+        with tempfile.TemporaryDirectory() as scratch:  # created 0700: only this user (and root) can enter
             password_file = Path(scratch) / "password"
-            password_file.write_text(self.password() + "\n")
-            Path(scratch).chmod(0o755)
-            password_file.chmod(0o644)
+            # Created with its final mode, owned by whoever runs initdb: readable by no one else at any moment.
+            fd = os.open(password_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(self.password() + "\n")
+            self._chown(password_file)
+            self._chown(Path(scratch))
             self._run(
                 "initdb",
                 "-D", str(self.pgdata),
