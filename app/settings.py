@@ -116,6 +116,16 @@ class Settings:
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
         """Read `FLEETBED_*` variables; generate and store the secrets that are not given."""
         env = os.environ if environ is None else environ
+        service_hosts = _int(env, "FLEETBED_SERVICE_HOSTS", 1)
+        unshared = [name for name in ("FLEETBED_SECRET", "FLEETBED_OPERATOR_TOKEN") if not env.get(name)]
+        if service_hosts > 1 and unshared:
+            # Each host would generate its own: tokens signed by one would be refused by the others behind the
+            # balancer, silently, one device at a time.
+            raise SettingsError(
+                f"FLEETBED_SERVICE_HOSTS={service_hosts}: the hosts must share one token key and operator token; "
+                f"set {' and '.join(unshared)} to the same value on every host (e.g. python3 -c 'import secrets; "
+                "print(secrets.token_urlsafe(32))')"
+            )
         data_dir = Path(env.get("FLEETBED_DATA_DIR") or DEFAULT_DATA_DIR).expanduser().resolve()
         secret_text = env.get("FLEETBED_SECRET") or load_or_create_secret(data_dir, "token-signing-key")
         operator_token = env.get("FLEETBED_OPERATOR_TOKEN") or load_or_create_secret(data_dir, "operator-token")

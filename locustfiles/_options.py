@@ -96,6 +96,13 @@ def add_fleet_options(parser: Any) -> None:
         help="Seconds between run snapshots sent to the service (POST /runs/{id}/snapshots)",
     )
     parser.add_argument(
+        "--run-record-url",
+        default="",
+        env_var="LOCUST_RUN_RECORD_URL",
+        help="The service that keeps the run records (with the operator token), fixed when Locust starts "
+        "(default: --host as given at start; a host typed into the web UI never receives the token)",
+    )
+    parser.add_argument(
         "--no-run-record",
         action="store_true",
         default=False,
