@@ -23,8 +23,8 @@ $(INSTALLED): pyproject.toml
 	touch $@
 
 lint: $(INSTALLED)
-	$(BIN)/ruff format --check app tests locustfiles
-	$(BIN)/ruff check app tests locustfiles
+	$(BIN)/ruff format --check app tests locustfiles bench monitoring
+	$(BIN)/ruff check app tests locustfiles bench monitoring
 
 typecheck: $(INSTALLED)
 	$(BIN)/mypy

@@ -27,9 +27,9 @@ from asyncpg.pool import PoolConnectionProxy
 
 from app.db import DATABASE_UNAVAILABLE, TOTALS_SHARDS
 from app.db.measurements import BatchOutcome, StoreResult, store_batch
+from app.db.readings import Reading
 from app.errors import Unavailable
-from app.metrics import ServiceMetrics
-from app.validation import Reading
+from app.metrics.service import ServiceMetrics
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from app.db.pool import DatabaseLayout
 from app.drain import Drain
 from app.ingest import BatchWriter
 from app.login_limit import LoginRateLimit
-from app.metrics import ServiceMetrics
+from app.metrics.service import ServiceMetrics
 from app.settings import Settings
 from app.tokens import TokenVerifier
 

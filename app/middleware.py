@@ -17,8 +17,8 @@ from aiohttp.typedefs import Handler, Middleware
 
 from app.db import DATABASE_UNAVAILABLE
 from app.errors import FleetbedError, Unavailable
-from app.metrics import ServiceMetrics
-from app.request_metrics import RequestMetrics
+from app.metrics.requests import RequestMetrics
+from app.metrics.service import ServiceMetrics
 from app.responses import json_response
 
 log = logging.getLogger(__name__)

@@ -1,6 +1,6 @@
 """Wires the runtime and database collectors into a running app: one cleanup context, registered by `create_app`.
 
-`ServiceMetrics` (app/metrics.py) holds the request and ingest metrics the handlers update; this module adds the
+`ServiceMetrics` (app/metrics/service.py) holds the request and ingest metrics the handlers update; this module adds the
 collectors that watch the process and the database from the side (GC pauses, event-loop lag, pool, SQL
 statement time, fleet size), all in the same registry, started after the pool exists and stopped before it closes.
 """
@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from app.db.fleet_size import FleetSizeMetrics
-from app.db.pool_metrics import PoolMetrics
-from app.db.statement_metrics import StatementMetrics
 from app.keys import METRICS, POOL
-from app.runtime_metrics import EventLoopLagProbe, GCPauseRecorder
+from app.metrics.pool import PoolMetrics
+from app.metrics.runtime import EventLoopLagProbe, GCPauseRecorder
+from app.metrics.statements import StatementMetrics
 
 
 @dataclass(frozen=True)

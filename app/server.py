@@ -18,7 +18,8 @@ from app.handlers import devices, health, operator, runs, stats
 from app.ingest import BatchWriter
 from app.keys import COMMANDS, DRAIN, INGEST, LAYOUT, LOGIN_LIMIT, METRICS, MIGRATIONS, POOL, SETTINGS, TOKENS
 from app.login_limit import LoginRateLimit
-from app.metrics import ServiceMetrics
+from app.metrics.service import ServiceMetrics
+from app.metrics.workers import metrics_handler
 from app.middleware import boundary_middleware
 from app.observability import service_observers
 from app.openapi import openapi_document
@@ -26,7 +27,6 @@ from app.planted_load import cpu_heavy_middleware
 from app.responses import json_response
 from app.settings import Settings
 from app.tokens import TokenVerifier
-from app.worker_metrics import metrics_handler
 
 log = logging.getLogger(__name__)
 

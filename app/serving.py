@@ -1,6 +1,6 @@
 """Running the service: one process, or N worker processes sharing one port (SO_REUSEPORT).
 
-With N workers, /metrics on the shared port answers for all of them (app/worker_metrics.py): each worker also
+With N workers, /metrics on the shared port answers for all of them (app/metrics/workers.py): each worker also
 serves its registry on a private Unix socket in a directory this supervisor creates and removes.
 """
 
@@ -25,9 +25,9 @@ from aiohttp import web
 
 from app.keys import DRAIN, METRICS
 from app.log_filters import quiet_client_protocol_errors
+from app.metrics.workers import WorkerSlot, serve_worker_metrics
 from app.server import create_app
 from app.settings import Settings
-from app.worker_metrics import WorkerSlot, serve_worker_metrics
 
 log = logging.getLogger(__name__)
 

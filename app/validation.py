@@ -9,10 +9,11 @@ import math
 import re
 import uuid
 from datetime import UTC, datetime, timedelta
-from typing import Any, NamedTuple
+from typing import Any
 
 import orjson
 
+from app.db.readings import Reading
 from app.errors import BadRequest, FieldProblem, InvalidFields
 
 MAX_FUTURE = timedelta(minutes=5)
@@ -32,18 +33,6 @@ NUMERIC_FIELDS: dict[str, tuple[str, float, float]] = {
 }
 MEASUREMENT_FIELDS = ("time", *NUMERIC_FIELDS)
 _FIELD_SET = frozenset(MEASUREMENT_FIELDS)
-
-
-class Reading(NamedTuple):
-    """One validated measurement, in the column order of the `measurement` table."""
-
-    time: datetime
-    charge_now: int
-    charge_full: int
-    charge_rate: float
-    ambient_temp: float
-    water_temp: float
-    water_level: int
 
 
 # An escaped NUL (\u0000) not itself escaped: PostgreSQL cannot store NUL in text or jsonb, and no field needs it.

@@ -10,17 +10,20 @@ import tempfile
 import time
 import urllib.request
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Coroutine, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
+from typing import Any, TypeVar
 
 import asyncpg
 
 from app.db.migrations import migrate
-from app.embedded_db import EmbeddedPostgres
-from app.experiment.processes import stop
+from app.stack.embedded_db import EmbeddedPostgres
+from app.stack.processes import stop
 from app.tokens import issue_device_token
 from bench._servers import SECRET
+
+T = TypeVar("T")
 
 OPERATOR_TOKEN = "bench-operator-token-0123456789"
 SERVICE_CORE = "0"
@@ -89,7 +92,7 @@ def process(command: list[str], ready_url: str, env: dict[str, str] | None = Non
 
 def service(
     url: str, port: int, workers: int = 1, pinned: bool = True, **extra_env: str
-) -> subprocess.AbstractContextManager[subprocess.Popen[bytes]]:
+) -> AbstractContextManager[subprocess.Popen[bytes]]:
     env = {
         "FLEETBED_DATABASE_URL": url,
         "FLEETBED_DATA_DIR": tempfile.mkdtemp(prefix="fleetbed-bench-data-"),
@@ -105,14 +108,12 @@ def service(
     return process(command, f"http://127.0.0.1:{port}/readyz", env)
 
 
-def reference(
-    kind: str, port: int, dsn: str | None = None
-) -> subprocess.AbstractContextManager[subprocess.Popen[bytes]]:
+def reference(kind: str, port: int, dsn: str | None = None) -> AbstractContextManager[subprocess.Popen[bytes]]:
     command = ["taskset", "-c", SERVICE_CORE, sys.executable, "-m", "bench._servers", kind, "--port", str(port)]
     if dsn:
         command += ["--dsn", dsn]
     return process(command, f"http://127.0.0.1:{port}/healthz")
 
 
-def run(coro):  # type: ignore[no-untyped-def]
+def run(coro: Coroutine[Any, Any, T]) -> T:
     return asyncio.run(coro)

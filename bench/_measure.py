@@ -11,10 +11,10 @@ import asyncpg
 import numpy as np
 import psutil
 
-from app.history import COPY_COLUMNS, generate
+from app.backfill.history import COPY_COLUMNS, generate
+from app.db.readings import Reading
 from app.ingest import BatchWriter
-from app.metrics import ServiceMetrics
-from app.validation import Reading
+from app.metrics.service import ServiceMetrics
 
 EPOCH_2000 = datetime(2000, 1, 1, tzinfo=UTC)
 

@@ -23,7 +23,7 @@ import sys
 import time
 from pathlib import Path
 
-from app.experiment.processes import free_port
+from app.stack.processes import free_port
 
 HERE = Path(__file__).resolve().parent
 LAG_LIMIT_MS = 250.0

@@ -16,9 +16,9 @@ from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, generate_latest
 
-from app.metrics import ServiceMetrics
-from app.runtime_metrics import EventLoopLagProbe, GCPauseRecorder
-from app.worker_metrics import merge_expositions
+from app.metrics.runtime import EventLoopLagProbe, GCPauseRecorder
+from app.metrics.service import ServiceMetrics
+from app.metrics.workers import merge_expositions
 
 ROUTES = ("/login", "/command", "/measurement", "/stats", "/healthz", "/metrics")
 
@@ -40,9 +40,9 @@ def busy_registry() -> CollectorRegistry:
     GCPauseRecorder(metrics.registry)
     EventLoopLagProbe(metrics.registry)
     for route in ROUTES:
-        for status in ("200", "201", "401", "422", "503"):
-            metrics.requests.labels("GET", route, status).inc(17)
-        metrics.request_duration.labels("GET", route).observe(0.004)
+        for status in (200, 201, 401, 422, 503):
+            for _ in range(17):
+                metrics.requests.record("GET", route, status, 0.004)
     return metrics.registry
 
 

@@ -23,6 +23,7 @@ import asyncpg
 import psutil
 
 from app.backfill import BackfillPlan, backfill
+from app.stack.processes import free_port
 from bench import _fleet, _measure
 from bench._wrk import WrkResult, get_script, post_script, run_wrk
 
@@ -68,7 +69,7 @@ def main() -> None:
         tokens = _fleet.run(_fleet.register_devices(url, 2000))
         naive_tokens = _fleet.run(_fleet.register_devices(naive_url, 2000))
         get_lua = get_script(scratch / "get.lua", tokens)
-        ports = {name: _fleet.free_port() for name in ("bare", "service", "naive")}
+        ports = {name: free_port() for name in ("bare", "service", "naive")}
         base = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
 
         def post(name: str, device_tokens: list[str]) -> Callable[[int], WrkResult]:
@@ -111,7 +112,7 @@ def main() -> None:
         scaling: dict[int, list[float]] = {1: [], 2: []}
         for round_number in range(ROUNDS):
             for workers in (1, 2):
-                port = _fleet.free_port()
+                port = free_port()
                 with _fleet.service(scaling_url, port, workers=workers, pinned=False):
                     script = post_script(
                         scratch / f"scale{workers}-{round_number}.lua", scaling_tokens,
@@ -138,7 +139,7 @@ def main() -> None:
         now = datetime.now(UTC)
         _fleet.run(fill(small_url, BackfillPlan(1000, 10, timedelta(seconds=30), now, seed=4)))
         _fleet.run(fill(large_url, BackfillPlan(*LARGE, timedelta(seconds=30), now, seed=4)))
-        small_port, large_port = _fleet.free_port(), _fleet.free_port()
+        small_port, large_port = free_port(), free_port()
         with _fleet.service(small_url, small_port), _fleet.service(large_url, large_port):
             latencies = _fleet.run(
                 _measure.stats_latency_side_by_side(

@@ -44,9 +44,9 @@ def histogram_buckets(response_times: dict[int, int], bounds_ms: tuple[int, ...]
             counts[-1] += count
     buckets = []
     running = 0
-    for bound, count in zip((*bounds_ms, None), counts, strict=True):
+    for upper, count in zip((*bounds_ms, None), counts, strict=True):
         running += count
-        buckets.append(("+Inf" if bound is None else repr(bound / 1000.0), float(running)))
+        buckets.append(("+Inf" if upper is None else repr(upper / 1000.0), float(running)))
     return buckets
 
 

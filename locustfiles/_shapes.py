@@ -48,6 +48,7 @@ class FleetShape(LoadTestShape):
     def tick(self) -> tuple[int, float] | None:
         assert self.runner is not None
         options = self.runner.environment.parsed_options
+        assert options is not None
         run_time = self.get_run_time()
         if self.stopped_by_slo or (options.run_time and run_time >= options.run_time):
             return None

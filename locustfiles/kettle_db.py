@@ -63,6 +63,7 @@ class KettleDatabaseUser(User):
     def __init__(self, environment: Environment) -> None:
         super().__init__(environment)
         options = environment.parsed_options
+        assert options is not None, "Locust parses the options before it creates users"
         self.batch_size = max(1, int(getattr(options, "db_batch_size", 1)))
         count = max(1, int(getattr(options, "db_devices_per_user", 100)))
         rng = random.Random()

@@ -11,14 +11,15 @@ import numpy as np
 import pytest
 
 from app.backfill import BackfillPlan, backfill
+from app.backfill.history import generate
 from app.db.stats import fleet_stats, fleet_stats_by_full_scan
-from app.history import generate
 from app.validation import parse_measurements
 from tests.support.db import close, scalar
+from tests.support.devices import BASE_TIME
 from tests.support.processes import fleetbed_command
 from tests.test_stats import assert_same_stats
 
-END = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+END = BASE_TIME
 
 
 def test_generated_readings_pass_the_service_validation() -> None:

@@ -16,7 +16,7 @@ import psutil
 import pytest
 
 from tests.support.db import scalar
-from tests.support.devices import BASE_TIME
+from tests.support.devices import BASE_TIME, iso
 from tests.support.processes import fleetbed_command, free_port, read_output, running_fleetbed
 
 
@@ -66,7 +66,7 @@ def test_serve_with_no_configuration_uses_the_embedded_database(data_dir: Path) 
         assert status == 200
         assert isinstance(login, dict)
         reading = {
-            "time": BASE_TIME.isoformat(), "charge_now": 5, "charge_full": 10, "charge_rate": 1.0,
+            "time": iso(BASE_TIME), "charge_now": 5, "charge_full": 10, "charge_rate": 1.0,
             "ambient_temp": 20.0, "water_temp": 30.0, "water_level": 40,
         }  # fmt: skip
         assert request(f"{base}/measurement", "POST", reading, login["token"]) == (

@@ -8,7 +8,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from app.embedded_db import EmbeddedPostgres
+from app.stack.embedded_db import EmbeddedPostgres
 
 
 @pytest.fixture

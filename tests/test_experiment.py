@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from app.prometheus_server import INSTALL_HINT, prometheus_binary
+from app.stack.prometheus_server import INSTALL_HINT, prometheus_binary
 from tests.support.browser import visit
 from tests.support.requirements import missing
 

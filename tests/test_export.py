@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from app.cli import main
-from app.cli.export import DEFAULT_QUERIES, parse_duration_s, parse_time
-from app.prometheus_export import PROMETHEUS_POINT_LIMIT, export_series, split_range
-from app.prometheus_server import monitoring_dir
+from app.cli.export import parse_duration_s, parse_time
+from app.stack.prometheus_export import DEFAULT_QUERIES, PROMETHEUS_POINT_LIMIT, export_series, split_range
+from app.stack.prometheus_server import monitoring_dir
 from tests.support.monitored_stack import MonitoredStack
 
 

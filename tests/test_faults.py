@@ -21,7 +21,7 @@ import pytest
 
 from app.db.migrations import migrate
 from app.db.stats import fleet_stats, fleet_stats_by_full_scan
-from app.embedded_db import EmbeddedPostgres
+from app.stack.embedded_db import EmbeddedPostgres
 from tests.support.db import fetch
 from tests.support.fleet_driver import DriverReport, drive
 from tests.support.processes import free_port, running_fleetbed, wait_until_ready

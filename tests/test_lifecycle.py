@@ -28,7 +28,7 @@ import aiohttp
 import psutil
 import pytest
 
-from app.embedded_db import EmbeddedPostgres
+from app.stack.embedded_db import EmbeddedPostgres
 from tests.support.devices import reading
 from tests.support.processes import free_port, read_output, running_fleetbed
 
@@ -227,7 +227,7 @@ RUNNING = {
 )
 def test_a_signal_stops_everything_the_command_started(start: object, name: str, signum: signal.Signals) -> None:
     if name in ("up", "experiment") and shutil.which("prometheus") is None:
-        from app.prometheus_server import INSTALL_HINT
+        from app.stack.prometheus_server import INSTALL_HINT
         from tests.support.requirements import missing
 
         missing(INSTALL_HINT)

@@ -14,7 +14,7 @@ from app.db.migrations import MigrationError, load_migrations, migrate, migratio
 from app.server import create_app
 from tests.conftest import AiohttpClient, make_settings
 from tests.support.db import fetch, scalar
-from tests.support.devices import BASE_TIME
+from tests.support.devices import BASE_TIME, iso
 
 
 async def connect(url: str) -> asyncpg.Connection:
@@ -175,7 +175,7 @@ async def test_a_service_started_before_migrations_answers_503_then_works(
     login = await (await client.post("/login")).json()
     headers = {"Authorization": f"Bearer {login['token']}"}
     reading = {
-        "time": BASE_TIME.isoformat(), "charge_now": 1, "charge_full": 2, "charge_rate": 0.0,
+        "time": iso(BASE_TIME), "charge_now": 1, "charge_full": 2, "charge_rate": 0.0,
         "ambient_temp": 20.0, "water_temp": 50.0, "water_level": 5,
     }  # fmt: skip
     assert (await client.post("/measurement", json=reading, headers=headers)).status == 201

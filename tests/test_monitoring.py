@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from app.prometheus_server import ScrapeTargets, local_config, monitoring_dir, rule_files
+from app.stack.prometheus_server import ScrapeTargets, local_config, monitoring_dir, rule_files
 from tests.support.monitored_stack import LOCUSTFILE, MonitoredStack, prometheus_query
 from tests.support.requirements import missing
 
@@ -149,7 +149,7 @@ def test_a_panel_on_a_missing_metric_fails(monitored_stack: MonitoredStack) -> N
 
 
 def test_local_prometheus_reports_a_bad_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from app.prometheus_server import LocalPrometheus, PrometheusError, prometheus_binary
+    from app.stack.prometheus_server import LocalPrometheus, PrometheusError, prometheus_binary
     from tests.support.processes import free_port
 
     if prometheus_binary() is None:

@@ -11,7 +11,7 @@ from aiohttp.test_utils import TestClient
 from prometheus_client import CollectorRegistry, Counter, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from app.worker_metrics import WORKER_SLOT, WorkerSlot, merge_expositions, metrics_handler
+from app.metrics.workers import WORKER_SLOT, WorkerSlot, merge_expositions, metrics_handler
 from tests.support.monitored_stack import SERVICE_WORKERS, MonitoredStack, prometheus_query
 
 AiohttpClient = Callable[..., Awaitable[TestClient]]

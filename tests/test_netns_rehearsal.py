@@ -28,7 +28,7 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from app.experiment.processes import stop as stop_process
+from app.stack.processes import stop as stop_process
 from tests.conftest import OPERATOR_TOKEN
 from tests.support.processes import fleetbed_command
 from tests.support.requirements import missing

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import uuid
+from datetime import timedelta
 
 from aiohttp.test_utils import TestClient
 
 from tests.conftest import OPERATOR_TOKEN
-from tests.support.devices import login
+from tests.support.devices import BASE_TIME, iso, login
 
 OPERATOR = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
 OPERATOR_JSON = {**OPERATOR, "Content-Type": "application/json"}
@@ -21,7 +22,7 @@ async def test_a_run_is_registered_snapshotted_and_finished(pg_client: TestClien
     assert (run["status"], run["finished_at"], run["config"]) == ("running", None, {"shape": "step"})
 
     for second, users in ((0, 10), (15, 20)):
-        snapshot = {"time": f"2026-11-20T08:00:{second:02d}Z", "stats": {"users": users}}
+        snapshot = {"time": iso(BASE_TIME + timedelta(seconds=second)), "stats": {"users": users}}
         response = await pg_client.post(f"/runs/{run['id']}/snapshots", json=snapshot, headers=OPERATOR)
         assert response.status == 201, await response.text()
     response = await pg_client.post(

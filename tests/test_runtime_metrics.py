@@ -10,10 +10,10 @@ from aiohttp.test_utils import TestClient
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
-from app.db.statement_metrics import statement_name
 from app.keys import METRICS, POOL, SETTINGS
+from app.metrics.runtime import EventLoopLagProbe, GCPauseRecorder
+from app.metrics.statements import statement_name
 from app.observability import OBSERVERS
-from app.runtime_metrics import EventLoopLagProbe, GCPauseRecorder
 from tests.support.devices import login, readings
 
 

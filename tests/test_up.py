@@ -11,7 +11,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from app.prometheus_server import INSTALL_HINT, prometheus_binary
+from app.stack.prometheus_server import INSTALL_HINT, prometheus_binary
 from tests.support.processes import free_port
 from tests.support.requirements import missing
 

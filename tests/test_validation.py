@@ -187,8 +187,12 @@ async def test_stats_hours_parameter_is_validated(client: TestClient) -> None:
 
 async def test_valid_time_forms_are_accepted(client: TestClient) -> None:
     device = await login(client)
-    day = BASE_TIME.strftime("%Y-%m-%d")
-    forms = [f"{day}T09:00:00Z", f"{day}t09:00:01z", f"{day} 09:00:02+01:00", f"{day}T09:00:03.123456789-05:30"]
+    forms = [
+        BASE_TIME.strftime("%Y-%m-%dT%H:00:00Z"),
+        BASE_TIME.strftime("%Y-%m-%dt%H:00:01z"),
+        (BASE_TIME + timedelta(hours=1)).strftime("%Y-%m-%d %H:00:02+01:00"),
+        (BASE_TIME - timedelta(hours=5, minutes=30)).strftime("%Y-%m-%dT%H:%M:03.123456789-05:30"),
+    ]
     for form in forms:
         response = await client.post("/measurement", json=reading(form), headers=device.headers)
         assert response.status == 201, (form, await response.text())

@@ -14,9 +14,9 @@ from types import ModuleType
 from app import __version__
 from app.cli import backfill, db, experiment, export, migrate, report, serve, up
 from app.db.migrations import MigrationError
-from app.embedded_db import EmbeddedDatabaseError
-from app.lifetime import stop_on_signals
 from app.settings import Settings, SettingsError
+from app.stack.embedded_db import EmbeddedDatabaseError
+from app.stack.lifetime import stop_on_signals
 
 COMMANDS: tuple[ModuleType, ...] = (serve, migrate, db, backfill, export, experiment, report, up)
 

@@ -13,8 +13,8 @@ from tqdm import tqdm
 
 from app.backfill import BackfillPlan, backfill
 from app.cli._arguments import parse_duration_s, positive_int
-from app.cli._database import database_url, report_migrations
 from app.settings import Settings, SettingsError
+from app.stack.database import database_url, report_migrations
 
 
 def register(commands: Any) -> None:

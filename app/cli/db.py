@@ -7,8 +7,8 @@ import signal
 import sys
 from typing import Any
 
-from app.cli._database import database_url, report_migrations
 from app.settings import Settings
+from app.stack.database import database_url, report_migrations
 
 
 def register(commands: Any) -> None:
@@ -32,7 +32,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         print(f"embedded PostgreSQL running:\n  FLEETBED_DATABASE_URL={url}\nCtrl-C stops it.", flush=True)
         try:
             while True:
-                signal.pause()  # until SIGINT, SIGTERM or SIGHUP (app/lifetime.py)
+                signal.pause()  # until SIGINT, SIGTERM or SIGHUP (app/stack/lifetime.py)
         except KeyboardInterrupt:
             print("stopping the embedded PostgreSQL", flush=True)
     return 0

@@ -57,8 +57,8 @@ def register(commands: Any) -> None:
 
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
-    from app.experiment.processes import StartError
     from app.experiment.runner import ExperimentPlan, run_experiment
+    from app.stack.processes import StartError
 
     until_failure = bool(args.until_failure)
     devices = args.devices if args.devices is not None else (0 if until_failure else DEFAULT_DEVICES)

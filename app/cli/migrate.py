@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from app.cli._database import database_url, report_migrations
 from app.settings import Settings
+from app.stack.database import database_url, report_migrations
 
 
 def register(commands: Any) -> None:

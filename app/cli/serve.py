@@ -7,8 +7,8 @@ import os
 from dataclasses import replace
 from typing import Any
 
-from app.cli._database import database_url, report_migrations
 from app.settings import Settings
+from app.stack.database import database_url, report_migrations
 
 
 def register(commands: Any) -> None:

@@ -27,7 +27,7 @@ def register(commands: Any) -> None:
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
     from app.experiment.interactive import UpPorts, run_up
-    from app.experiment.processes import StartError
+    from app.stack.processes import StartError
 
     ports = UpPorts(args.port or settings.port, args.web_port, args.locust_metrics_port, args.prometheus_port)
     try:

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from app.db import Connection
-from app.validation import Reading
+from app.db.readings import Reading
 
 LOCK_DEVICES = "SELECT 1 FROM device WHERE id = ANY($1::uuid[]) ORDER BY id FOR NO KEY UPDATE"
 

@@ -10,11 +10,17 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
-from app.cli._database import database_url, report_migrations
-from app.experiment.processes import child, fleetbed_args, wait_until_ready
 from app.experiment.runner import LOCUSTFILE
-from app.prometheus_server import LocalPrometheus, PrometheusError, ScrapeTargets, prometheus_binary, write_local_config
 from app.settings import Settings
+from app.stack.database import database_url, report_migrations
+from app.stack.processes import child, fleetbed_args, wait_until_ready
+from app.stack.prometheus_server import (
+    LocalPrometheus,
+    PrometheusError,
+    ScrapeTargets,
+    prometheus_binary,
+    write_local_config,
+)
 
 
 @dataclass(frozen=True)

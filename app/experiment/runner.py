@@ -20,14 +20,20 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from app.cli._database import database_url, report_migrations
-from app.experiment.processes import child, fleetbed_args, free_port, stop, wait_until_ready
 from app.experiment.progress import ProgressLine
 from app.experiment.report_html import write_report
 from app.experiment.sampler import ResourceSampler
-from app.prometheus_export import ExportError, export_series, write_tidy
-from app.prometheus_server import LocalPrometheus, PrometheusError, ScrapeTargets, prometheus_binary, write_local_config
 from app.settings import Settings
+from app.stack.database import database_url, report_migrations
+from app.stack.processes import child, fleetbed_args, free_port, stop, wait_until_ready
+from app.stack.prometheus_export import DEFAULT_QUERIES, ExportError, export_series, write_tidy
+from app.stack.prometheus_server import (
+    LocalPrometheus,
+    PrometheusError,
+    ScrapeTargets,
+    prometheus_binary,
+    write_local_config,
+)
 
 LOCUSTFILE = Path(__file__).resolve().parents[2] / "locustfiles" / "kettle.py"
 EXPORT_STEP_MS = 1000
@@ -80,8 +86,6 @@ def locust_args(plan: ExperimentPlan, service_url: str, metrics_port: int) -> li
 
 def export_prometheus(prometheus_url: str, start: float, end: float, path: Path) -> str | None:
     """The default export set over the run; the error text when it failed."""
-    from app.cli.export import DEFAULT_QUERIES
-
     try:
         series = export_series(prometheus_url, DEFAULT_QUERIES, int(start * 1000), int(end * 1000), EXPORT_STEP_MS)
     except ExportError as exc:

@@ -1,4 +1,5 @@
-"""Builds the Grafana dashboards in dashboards/ from the panel lists below: `python monitoring/grafana/build_dashboards.py`.
+"""Builds the Grafana dashboards in dashboards/ from the panel lists below:
+`python monitoring/grafana/build_dashboards.py`.
 
 Edit the panels here, run the script, commit both. A test checks the JSON files match this script's output and
 that every expression returns series from a real Prometheus scraping a real service.
@@ -46,7 +47,8 @@ FLEET: list[Panel] = [
         [
             ("fleetbed:ingest_commit_duration_seconds:p95", "p95"),
             (
-                "sum(rate(fleetbed_ingest_commit_duration_seconds_sum[1m])) / sum(rate(fleetbed_ingest_commit_duration_seconds_count[1m]))",
+                "sum(rate(fleetbed_ingest_commit_duration_seconds_sum[1m]))"
+                " / sum(rate(fleetbed_ingest_commit_duration_seconds_count[1m]))",
                 "mean",
             ),
         ],
@@ -139,7 +141,8 @@ DATABASE: list[Panel] = [
             ("fleetbed:ingest_commit_duration_seconds:p95", "ingest batch: write + commit"),
             # On PostgreSQL 18 an ingest batch is one autocommitted statement; older servers add a COMMIT.
             (
-                'histogram_quantile(0.95, sum by (le, statement) (rate(fleetbed_db_statement_duration_seconds_bucket{statement=~"commit|insert:measurement"}[1m])))',
+                "histogram_quantile(0.95, sum by (le, statement) (rate(fleetbed_db_statement_duration_seconds_bucket"
+                '{statement=~"commit|insert:measurement"}[1m])))',
                 "{{statement}}",
             ),
         ],
@@ -165,7 +168,8 @@ DATABASE: list[Panel] = [
         "percentunit",
         [
             (
-                "sum(rate(pg_stat_database_blks_hit[1m])) / (sum(rate(pg_stat_database_blks_hit[1m])) + sum(rate(pg_stat_database_blks_read[1m])))",
+                "sum(rate(pg_stat_database_blks_hit[1m]))"
+                " / (sum(rate(pg_stat_database_blks_hit[1m])) + sum(rate(pg_stat_database_blks_read[1m])))",
                 "hit ratio",
             ),
         ],

@@ -21,7 +21,7 @@ from typing import Any
 
 import aiohttp
 
-from app.experiment.processes import stop
+from app.stack.processes import stop
 from tests.support.requirements import missing
 
 FLAGS = [

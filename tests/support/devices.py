@@ -9,8 +9,15 @@ from typing import Any
 
 from aiohttp.test_utils import TestClient
 
-# A whole hour a day ago: readings from it on are within the service's age limit and not in the future.
-BASE_TIME = (datetime.now(UTC) - timedelta(days=1)).replace(minute=0, second=0, microsecond=0)
+# Test readings are dated relative to the clock the suite runs under, never to a fixed day: the service refuses
+# readings from the future and the database ages chunks by its own now(), so a fixed date is a test that fails on a
+# later day. One day back, on the hour, leaves room for readings hours either side and keeps hourly buckets whole.
+BASE_TIME = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(days=1)
+
+
+def iso(moment: datetime) -> str:
+    """`moment` as the RFC 3339 text a device sends, with `Z` for UTC."""
+    return moment.isoformat().replace("+00:00", "Z")
 
 
 @dataclass(frozen=True)

@@ -23,8 +23,14 @@ from typing import Any
 
 import pytest
 
-from app.experiment.processes import stop
-from app.prometheus_server import INSTALL_HINT, LocalPrometheus, ScrapeTargets, prometheus_binary, write_local_config
+from app.stack.processes import stop
+from app.stack.prometheus_server import (
+    INSTALL_HINT,
+    LocalPrometheus,
+    ScrapeTargets,
+    prometheus_binary,
+    write_local_config,
+)
 from tests.support import postgres as pg
 from tests.support.processes import free_port, running_fleetbed
 from tests.support.requirements import missing

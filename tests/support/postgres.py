@@ -16,7 +16,7 @@ from pathlib import Path
 import asyncpg
 
 from app.db.migrations import migrate
-from app.embedded_db import EmbeddedPostgres
+from app.stack.embedded_db import EmbeddedPostgres
 
 TEMPLATE = "fleetbed_template"
 _names = itertools.count()

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from app.experiment.processes import free_port as free_port  # re-exported: the tests' one port picker
+from app.stack.processes import free_port as free_port  # re-exported: the tests' one port picker
 
 
 def fleetbed_command() -> list[str]:

@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Protocol
 
-from app.experiment.processes import stop
+from app.stack.processes import stop
 
 SERVER_DIR = Path(__file__).resolve().parent.parent / "timescaledb"
 SERVER_SCRIPT = SERVER_DIR / "server.mjs"

@@ -3,7 +3,7 @@
 No root, no Docker, no system PostgreSQL. Durability stays on (fsync, synchronous commit). The server listens
 on 127.0.0.1 only, with password authentication; the password is generated once into the data dir. A server
 started here is stopped when its starter exits, even if that process is killed outright: a watcher process
-(app/lifetime.py) runs `pg_ctl stop -m fast` once its parent is gone.
+(app/stack/lifetime.py) runs `pg_ctl stop -m fast` once its parent is gone.
 
 PostgreSQL refuses to run as root. When fleetbed runs as root (containers, CI), the server runs as a system
 user created for it, and the binaries and data live where that user can reach them.
@@ -27,8 +27,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from app.lifetime import ParentWatcher
 from app.settings import load_or_create_secret
+from app.stack.lifetime import ParentWatcher
 
 log = logging.getLogger(__name__)
 

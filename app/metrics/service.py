@@ -10,7 +10,7 @@ from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
-from app.request_metrics import RequestMetrics
+from app.metrics.requests import RequestMetrics
 
 # Request latencies from sub-millisecond (cached reads) to the 30 s a device waits before giving up.
 LATENCY_BUCKETS_S = (

@@ -26,6 +26,38 @@ PROMETHEUS_POINT_LIMIT = 11_000
 MAX_POINTS_PER_REQUEST = 10_000
 REQUEST_TIMEOUT_S = 60.0
 
+# The panels of monitoring/grafana/dashboards/*.json worth keeping with a run (a test checks each is on one).
+DEFAULT_QUERIES: dict[str, str] = {
+    "active_devices": "max(fleetbed_active_devices)",
+    "request_rate": "sum by (route) (fleetbed:http_requests:rate1m)",
+    "responses_by_status": "sum by (status) (fleetbed:http_requests:rate1m)",
+    "error_ratio": "fleetbed:http_errors:ratio_rate5m",
+    "latency_p50_seconds": "fleetbed:http_request_duration_seconds:p50",
+    "latency_p95_seconds": "fleetbed:http_request_duration_seconds:p95",
+    "latency_p99_seconds": "fleetbed:http_request_duration_seconds:p99",
+    "measurement_rows": "max(fleetbed_measurement_rows)",
+    "readings_stored_rate": "fleetbed:readings_stored:rate1m",
+    "ingest_commit_p95_seconds": "fleetbed:ingest_commit_duration_seconds:p95",
+    "ingest_queue_readings": "sum(fleetbed_ingest_queue_readings)",
+    "service_cpu_cores": "fleetbed:process_cpu_seconds:rate1m",
+    "service_rss_bytes": 'sum by (instance) (process_resident_memory_bytes{job="fleetbed"})',
+    "gc_time_fraction": "fleetbed:gc_pause_seconds:rate1m",
+    "gc_pause_p99_seconds": "fleetbed:gc_pause_seconds:p99",
+    "event_loop_lag_p99_seconds": "fleetbed:event_loop_lag_seconds:p99",
+    "pool_in_use": "sum(fleetbed_db_pool_in_use_connections)",
+    "pool_waiting": "sum(fleetbed_db_pool_waiting_acquires)",
+    "pool_acquire_p95_seconds": "fleetbed:db_pool_acquire_duration_seconds:p95",
+    "query_p95_seconds": "fleetbed:db_query_duration_seconds:p95",
+    "statement_p95_seconds": "fleetbed:db_statement_duration_seconds:p95",
+    "host_iowait": 'avg(rate(node_cpu_seconds_total{mode="iowait"}[1m]))',
+    "postgres_commits_rate": "sum(rate(pg_stat_database_xact_commit[1m]))",
+    "locust_users": "sum(locust_users)",
+    "locust_request_rate": "locust:requests:rate1m",
+    "locust_failure_rate": "sum by (name) (rate(locust_failures_total[1m]))",
+    "locust_latency_p95_seconds": "locust:request_duration_seconds:p95",
+    "schedule_lag_p99_seconds": "fleetbed_generator:schedule_lag_seconds:p99",
+}
+
 
 class ExportError(Exception):
     """Anything that stops an export; the message is meant for the user."""

@@ -6,7 +6,7 @@
 - `die_with_parent(pid)`: a `preexec_fn` for child processes: the kernel sends the child SIGTERM when its parent
   dies, even of SIGKILL (Linux `PR_SET_PDEATHSIG`). It does not survive the child's own `fork`, so it cannot
   guard a daemon such as PostgreSQL's postmaster; for those:
-- `ParentWatcher`: a tiny process (`python -m app.lifetime`) that polls its parent and, once the parent is gone,
+- `ParentWatcher`: a tiny process (`python -m app.stack.lifetime`) that polls its parent and, once the parent is gone,
   runs a stop command (for PostgreSQL, `pg_ctl stop -m fast`). The parent ends it when it stopped the daemon
   itself.
 """
@@ -64,7 +64,7 @@ class ParentWatcher:
     """Runs `stop_command` (as `user`, when given) as soon as this process is gone, unless `close()`d first."""
 
     def __init__(self, stop_command: Sequence[str], user: str | None = None) -> None:
-        args = [sys.executable, "-m", "app.lifetime", str(os.getpid()), *(["--user", user] if user else []), "--"]
+        args = [sys.executable, "-m", "app.stack.lifetime", str(os.getpid()), *(["--user", user] if user else []), "--"]
         self.process = subprocess.Popen(
             [*args, *stop_command],
             stdin=subprocess.DEVNULL,

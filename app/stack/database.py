@@ -10,8 +10,8 @@ from contextlib import contextmanager
 import asyncpg
 
 from app.db.migrations import migrate
-from app.embedded_db import embedded_database
 from app.settings import Settings
+from app.stack.embedded_db import embedded_database
 
 log = logging.getLogger("fleetbed")
 

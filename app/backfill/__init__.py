@@ -4,24 +4,34 @@ Devices are written in blocks, one transaction per block: the devices, their rea
 server supports it, batched inserts otherwise), their latest state, the hourly rollup and the fleet totals. An
 interrupted backfill leaves whole devices only. On TimescaleDB the continuous aggregate is refreshed over the
 backfilled range at the end.
+
+The history comes from `app.backfill.history` (numpy); the SQL that writes it lives in `app.db.backfill`.
 """
 
 from __future__ import annotations
 
-import io
 import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-import asyncpg
 import numpy as np
 
+from app.backfill.history import COPY_COLUMNS, DeviceHistory, binary_copy, generate
 from app.db import Connection
+from app.db.backfill import (
+    add_devices_to_totals,
+    add_to_hourly_rollup,
+    add_to_totals,
+    copy_readings,
+    insert_latest_state,
+    refresh_continuous_aggregate,
+    register_devices,
+    supports_copy,
+)
 from app.db.measurements import store_batch
-from app.history import COPY_COLUMNS, DeviceHistory, binary_copy, generate
-from app.validation import Reading
+from app.db.readings import Reading
 
 log = logging.getLogger(__name__)
 
@@ -52,26 +62,11 @@ def _datetimes(times_us: np.ndarray) -> list[datetime]:
     return [_EPOCH_2000 + timedelta(microseconds=int(t)) for t in times_us]
 
 
-async def _register(conn: Connection, ids: list[uuid.UUID]) -> None:
-    await conn.execute(
-        "INSERT INTO device (id, metadata) SELECT unnest($1::uuid[]), $2::jsonb",
-        ids,
-        '{"source": "backfill"}',
-    )
-
-
 async def _write_derived(conn: Connection, ids: list[uuid.UUID], history: DeviceHistory) -> None:
     """device_state, water_temp_hourly and fleet_totals for a block written by COPY."""
     per_device = history.times_us.shape[1]
     last = (slice(None), -1)
-    await conn.execute(
-        """
-        INSERT INTO device_state (device_id, time, charge_now, charge_full, charge_rate, ambient_temp, water_temp,
-                                  water_level, readings)
-        SELECT *, $9::bigint FROM unnest($1::uuid[], $2::timestamptz[], $3::int4[], $4::int4[], $5::float8[],
-                                         $6::float8[], $7::float8[], $8::int2[])
-        """,
-        ids,
+    latest = [
         _datetimes(history.times_us[last]),
         history.charge_now[last].tolist(),
         history.charge_full[last].tolist(),
@@ -79,8 +74,8 @@ async def _write_derived(conn: Connection, ids: list[uuid.UUID], history: Device
         history.ambient_temp[last].tolist(),
         history.water_temp[last].tolist(),
         history.water_level[last].tolist(),
-        per_device,
-    )
+    ]
+    await insert_latest_state(conn, ids, latest, per_device)
     hour_us = 3600 * 1_000_000
     hours = history.times_us.ravel() // hour_us
     temps = history.water_temp.ravel()
@@ -88,40 +83,16 @@ async def _write_derived(conn: Connection, ids: list[uuid.UUID], history: Device
     counts = np.bincount(index)
     sums = np.bincount(index, weights=temps)
     squares = np.bincount(index, weights=temps * temps)
-    await conn.execute(
-        """
-        INSERT INTO water_temp_hourly AS h (hour, shard, readings, water_temp_sum, water_temp_sumsq)
-        SELECT hour, $5::int2, n, s, ss FROM unnest($1::timestamptz[], $2::int8[], $3::float8[], $4::float8[])
-            AS r(hour, n, s, ss)
-        ORDER BY hour
-        ON CONFLICT (hour, shard) DO UPDATE SET
-            readings = h.readings + EXCLUDED.readings,
-            water_temp_sum = h.water_temp_sum + EXCLUDED.water_temp_sum,
-            water_temp_sumsq = h.water_temp_sumsq + EXCLUDED.water_temp_sumsq
-        """,
-        _datetimes(unique_hours * hour_us),
-        counts.tolist(),
-        sums.tolist(),
-        squares.tolist(),
-        BACKFILL_SHARD,
+    await add_to_hourly_rollup(
+        conn, _datetimes(unique_hours * hour_us), counts.tolist(), sums.tolist(), squares.tolist(), BACKFILL_SHARD
     )
-    await conn.execute(
-        """
-        INSERT INTO fleet_totals AS t (shard, devices, measurements, reporting_devices, total_battery_charge,
-                                       total_water_volume)
-        VALUES ($1, $2, $3, $2, $4, $5)
-        ON CONFLICT (shard) DO UPDATE SET
-            devices = t.devices + EXCLUDED.devices,
-            measurements = t.measurements + EXCLUDED.measurements,
-            reporting_devices = t.reporting_devices + EXCLUDED.reporting_devices,
-            total_battery_charge = t.total_battery_charge + EXCLUDED.total_battery_charge,
-            total_water_volume = t.total_water_volume + EXCLUDED.total_water_volume
-        """,
+    await add_to_totals(
+        conn,
         BACKFILL_SHARD,
-        len(ids),
-        history.count,
-        int(history.charge_now[last].sum()),
-        int(history.water_level[last].sum()),
+        devices=len(ids),
+        measurements=history.count,
+        battery_charge=int(history.charge_now[last].sum()),
+        water_volume=int(history.water_level[last].sum()),
     )
 
 
@@ -143,10 +114,8 @@ def _readings(history: DeviceHistory, ids: list[uuid.UUID]) -> tuple[list[uuid.U
 
 async def _write_block_by_copy(conn: Connection, ids: list[uuid.UUID], history: DeviceHistory) -> None:
     async with conn.transaction():
-        await _register(conn, ids)
-        await conn.copy_to_table(
-            "measurement", source=io.BytesIO(binary_copy(history)), columns=list(COPY_COLUMNS), format="binary"
-        )
+        await register_devices(conn, ids)
+        await copy_readings(conn, binary_copy(history), COPY_COLUMNS)
         await _write_derived(conn, ids, history)
 
 
@@ -154,33 +123,17 @@ async def _write_block_by_insert(conn: Connection, ids: list[uuid.UUID], history
     """For servers without COPY FROM STDIN (the PGlite TimescaleDB build): the service's own write path."""
     device_ids, readings = _readings(history, ids)
     async with conn.transaction():
-        await _register(conn, ids)
-        await conn.execute(
-            "INSERT INTO fleet_totals AS t (shard, devices) VALUES ($1, $2) "
-            "ON CONFLICT (shard) DO UPDATE SET devices = t.devices + EXCLUDED.devices",
-            BACKFILL_SHARD,
-            len(ids),
-        )
+        await register_devices(conn, ids)
+        await add_devices_to_totals(conn, BACKFILL_SHARD, len(ids))
         for start in range(0, len(readings), _INSERT_CHUNK):
             chunk = slice(start, start + _INSERT_CHUNK)
             await store_batch(conn, device_ids[chunk], readings[chunk], BACKFILL_SHARD)
 
 
-async def _supports_copy(conn: Connection) -> bool:
-    """PGlite's wire server refuses COPY FROM STDIN up front; real PostgreSQL servers take it."""
-    try:
-        async with conn.transaction():
-            await conn.execute("CREATE TEMPORARY TABLE fleetbed_copy_probe (n int) ON COMMIT DROP")
-            await conn.copy_to_table("fleetbed_copy_probe", source=io.BytesIO(b"1\n"), format="csv")
-    except (asyncpg.FeatureNotSupportedError, asyncpg.PostgresError):
-        return False
-    return True
-
-
 async def backfill(conn: Connection, plan: BackfillPlan, progress: Callable[[int], object]) -> int:
     """Write the plan's history; call `progress(readings_written)` after each block; return readings written."""
     rng = np.random.default_rng(plan.seed)
-    use_copy = await _supports_copy(conn)
+    use_copy = await supports_copy(conn)
     if not use_copy:
         log.info("the server does not take COPY FROM STDIN; writing with batched inserts")
     written = 0
@@ -198,11 +151,5 @@ async def backfill(conn: Connection, plan: BackfillPlan, progress: Callable[[int
 
 
 async def _refresh_continuous_aggregate(conn: Connection, plan: BackfillPlan) -> None:
-    if not await conn.fetchval("SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'timescaledb')"):
-        return
     start = plan.end - plan.interval * (plan.readings_per_device + 1) - timedelta(hours=1)
-    await conn.execute(
-        "CALL refresh_continuous_aggregate('measurement_hourly', $1::timestamptz, $2::timestamptz)",
-        start,
-        plan.end + timedelta(hours=1),
-    )
+    await refresh_continuous_aggregate(conn, start, plan.end + timedelta(hours=1))

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
-from app.experiment.processes import stop
-from app.lifetime import die_with_parent
+from app.stack.lifetime import die_with_parent
+from app.stack.processes import stop
 
 INSTALL_HINT = (
     "Prometheus is not installed: on Debian/Ubuntu `apt-get install prometheus` (do not enable its service; "
@@ -35,7 +35,7 @@ class PrometheusError(RuntimeError):
 
 def monitoring_dir() -> Path:
     """`monitoring/` of the source checkout (deployments mount it; the wheel does not carry it)."""
-    return Path(__file__).resolve().parent.parent / "monitoring"
+    return Path(__file__).resolve().parents[2] / "monitoring"
 
 
 def rule_files() -> list[Path]:

@@ -1,0 +1,8 @@
+"""The one-machine stack the commands start around the service: not part of the service itself.
+
+- `processes`: starting child processes in their own session, waiting for them, stopping them;
+- `embedded_db`: the embedded PostgreSQL server (the default database);
+- `database`: the database URL the commands share (configured, else embedded) and applying migrations;
+- `prometheus_server`: a local Prometheus with the deployments' rules;
+- `prometheus_export`: Prometheus range queries to CSV (`fleetbed export`, the experiment's `prometheus.csv`).
+"""
