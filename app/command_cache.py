@@ -1,9 +1,10 @@
 """Standing commands in memory, so GET /command needs no database round trip in the common case.
 
-Correct across worker processes: every change of a command sends `NOTIFY fleetbed_command, '<device id>'` in
-the transaction that makes it, and each process listens on its own connection and drops that entry. While the
-listening connection is down, the cache stores nothing (every poll reads the database), and it starts empty
-when the connection comes back, so a missed notification can never leave a stale command behind.
+Correct across worker processes: every change of a command sends a NOTIFY on `app.db.devices.COMMAND_CHANNEL`
+(payload: the device id) in the transaction that makes it, and each process listens on its own connection and
+drops that entry. While the listening connection is down, the cache stores nothing (every poll reads the
+database), and it starts empty when the connection comes back, so a missed notification can never leave a stale
+command behind.
 
 A read that raced an invalidation is not stored: `generation` counts invalidations, and a value read from the
 database is kept only if no invalidation happened since the read began.
@@ -19,11 +20,10 @@ from typing import Any
 
 import asyncpg
 
-from app.db.devices import Command
+from app.db.devices import COMMAND_CHANNEL, Command
 
 log = logging.getLogger(__name__)
 
-CHANNEL = "fleetbed_command"
 RECONNECT_DELAY_S = 1.0
 HEALTH_CHECK_INTERVAL_S = 10.0
 
@@ -88,7 +88,7 @@ class CommandCache:
         conn = await asyncpg.connect(dsn)
         try:
             conn.add_termination_listener(lambda _: lost.set())
-            await conn.add_listener(CHANNEL, self._on_notification)
+            await conn.add_listener(COMMAND_CHANNEL, self._on_notification)
             self.clear()
             self.listening = True
             while not lost.is_set():

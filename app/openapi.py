@@ -1,6 +1,7 @@
 """The OpenAPI 3.1 description of the HTTP API, served at GET /openapi.json.
 
-Kept next to the validation rules it describes (`app.validation`), from which the numeric ranges are taken.
+Every limit it publishes is read from where it is enforced: the measurement's in `app.limits`, each endpoint's own
+in its handler module.
 """
 
 from __future__ import annotations
@@ -8,14 +9,22 @@ from __future__ import annotations
 from typing import Any
 
 from app import __version__
-from app.handlers.devices import MAX_METADATA_KEYS, MAX_METADATA_TEXT_CHARS, MAX_SECRET_CHARS, MIN_SECRET_CHARS
-from app.settings import DEFAULT_MAX_READING_AGE_S
-from app.validation import NUMERIC_FIELDS
+from app.handlers.devices import (
+    MAX_METADATA_KEY_CHARS,
+    MAX_METADATA_KEYS,
+    MAX_METADATA_TEXT_CHARS,
+    MAX_SECRET_CHARS,
+    MIN_SECRET_CHARS,
+)
+from app.handlers.operator import MAX_FLUSH_PERCENT, MAX_INTERVAL_S
+from app.handlers.runs import DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT, MAX_NAME_CHARS
+from app.handlers.stats import DEFAULT_HOURS, MAX_HOURS
+from app.limits import DEFAULT_MAX_READING_AGE_S, MAX_BATCH_READINGS, MAX_FUTURE_S, NUMERIC_FIELDS
 
 _MEASUREMENT_DESCRIPTIONS = {
-    "time": "When the reading was taken: RFC 3339 with an offset, at most 5 minutes in the future and at most "
-    f"FLEETBED_MAX_READING_AGE_S (default {DEFAULT_MAX_READING_AGE_S} s, {DEFAULT_MAX_READING_AGE_S // 86400} days) "
-    "old.",
+    "time": f"When the reading was taken: RFC 3339 with an offset, at most {MAX_FUTURE_S // 60} minutes in the "
+    f"future and at most FLEETBED_MAX_READING_AGE_S (default {DEFAULT_MAX_READING_AGE_S} s, "
+    f"{DEFAULT_MAX_READING_AGE_S // 86400} days) old.",
     "charge_now": "Battery charge now, 0..charge_full.",
     "charge_full": "Battery charge when full (> 0).",
     "charge_rate": "Charge change per hour (negative while discharging).",
@@ -47,6 +56,7 @@ def _measurement_schema() -> dict[str, Any]:
 _METADATA = {
     "type": ["object", "null"],
     "maxProperties": MAX_METADATA_KEYS,
+    "propertyNames": {"maxLength": MAX_METADATA_KEY_CHARS},
     "additionalProperties": {"type": ["string", "number", "boolean", "null"], "maxLength": MAX_METADATA_TEXT_CHARS},
 }
 _SECRET = {"type": "string", "minLength": MIN_SECRET_CHARS, "maxLength": MAX_SECRET_CHARS}
@@ -83,13 +93,13 @@ _COMMAND = {
         "flush": {
             "type": ["number", "null"],
             "minimum": 0,
-            "maximum": 100,
+            "maximum": MAX_FLUSH_PERCENT,
             "description": "Percent of the tank to drain, or null.",
         },
         "interval_s": {
             "type": "integer",
             "minimum": 1,
-            "maximum": 86400,
+            "maximum": MAX_INTERVAL_S,
             "description": "Seconds until the next poll.",
         },
     },
@@ -131,7 +141,7 @@ _RUNS_PATHS: dict[str, Any] = {
                             "required": ["name"],
                             "additionalProperties": False,
                             "properties": {
-                                "name": {"type": "string", "minLength": 1, "maxLength": 200},
+                                "name": {"type": "string", "minLength": 1, "maxLength": MAX_NAME_CHARS},
                                 "config": {"type": "object"},
                             },
                         }
@@ -144,7 +154,16 @@ _RUNS_PATHS: dict[str, Any] = {
             "summary": "Runs, newest first, with their snapshot counts.",
             "security": [{"operator": []}],
             "parameters": [
-                {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000}}
+                {
+                    "name": "limit",
+                    "in": "query",
+                    "schema": {
+                        "type": "integer",
+                        "minimum": 1,
+                        "maximum": MAX_LIST_LIMIT,
+                        "default": DEFAULT_LIST_LIMIT,
+                    },
+                }
             ],
             "responses": {
                 "200": _ok("Runs.", {"type": "object", "properties": {"runs": {"type": "array", "items": _RUN}}}),
@@ -344,7 +363,7 @@ def openapi_document() -> dict[str, Any]:
             },
             "/measurement": {
                 "post": {
-                    "summary": "Store one reading or an array of up to 1000; 201 only once committed.",
+                    "summary": f"Store one reading or an array of up to {MAX_BATCH_READINGS}; 201 only once committed.",
                     "security": [{"device": []}],
                     "requestBody": {
                         "required": True,
@@ -356,7 +375,7 @@ def openapi_document() -> dict[str, Any]:
                                         {
                                             "type": "array",
                                             "minItems": 1,
-                                            "maxItems": 1000,
+                                            "maxItems": MAX_BATCH_READINGS,
                                             "items": measurement,
                                         },
                                     ]
@@ -391,7 +410,12 @@ def openapi_document() -> dict[str, Any]:
                             "name": "hours",
                             "in": "query",
                             "required": False,
-                            "schema": {"type": "integer", "minimum": 1, "maximum": 744, "default": 24},
+                            "schema": {
+                                "type": "integer",
+                                "minimum": 1,
+                                "maximum": MAX_HOURS,
+                                "default": DEFAULT_HOURS,
+                            },
                         }
                     ],
                     "responses": {

@@ -11,11 +11,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
+from app.limits import DEFAULT_MAX_READING_AGE_S, MAX_BATCH_READINGS
+
 DEFAULT_DATA_DIR = ".fleetbed"
 SECRETS_DIR_NAME = "secrets"
-# A device's offline backlog (20,000 readings in the fleet model, about 7 days at its 30 s cycle) fits; older
-# readings would land in compressed chunks (compressed after 7 days) and one request could touch a chunk per day.
-DEFAULT_MAX_READING_AGE_S = 7 * 24 * 3600
 DEFAULT_LOGIN_RATE_PER_S = 20.0
 DEFAULT_LOGIN_BURST = 200
 
@@ -46,7 +45,7 @@ class Settings:
     token_ttl_s: int = 7 * 24 * 3600
     default_interval_s: int = 30
     max_body_bytes: int = 1024 * 1024
-    max_batch: int = 1000
+    max_batch: int = MAX_BATCH_READINGS
     pool_min_size: int = 2
     pool_max_size: int = 10
     db_timeout_s: float = 5.0
@@ -77,8 +76,8 @@ class Settings:
             raise SettingsError("FLEETBED_MAX_READING_AGE_S must be between 3600 (an hour) and 10 years in seconds")
         if self.token_ttl_s < 60:
             raise SettingsError("FLEETBED_TOKEN_TTL_S must be at least 60 seconds")
-        if not 1 <= self.max_batch <= 1000:
-            raise SettingsError("the batch limit must be 1..1000 readings")
+        if not 1 <= self.max_batch <= MAX_BATCH_READINGS:
+            raise SettingsError(f"the batch limit must be 1..{MAX_BATCH_READINGS} readings")
         for name, value in (
             ("FLEETBED_DB_TIMEOUT_S", self.db_timeout_s),
             ("FLEETBED_INGEST_WAIT_S", self.ingest_wait_s),

@@ -15,22 +15,13 @@ import orjson
 
 from app.db.readings import Reading
 from app.errors import BadRequest, FieldProblem, InvalidFields
+from app.limits import EARLIEST_YEAR, MAX_FUTURE_S, NUMERIC_FIELDS
 
-MAX_FUTURE = timedelta(minutes=5)
-EARLIEST_TIME = datetime(2000, 1, 1, tzinfo=UTC)
-INT32_MAX = 2**31 - 1
+MAX_FUTURE = timedelta(seconds=MAX_FUTURE_S)
+EARLIEST_TIME = datetime(EARLIEST_YEAR, 1, 1, tzinfo=UTC)
 
 _RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:[Zz]|[+-]\d{2}:\d{2})")
 
-# name -> (kind, minimum, maximum); kinds: "int" (JSON integer), "number" (integer or float).
-NUMERIC_FIELDS: dict[str, tuple[str, float, float]] = {
-    "charge_now": ("int", 0, INT32_MAX),
-    "charge_full": ("int", 1, INT32_MAX),
-    "charge_rate": ("number", -1e6, 1e6),
-    "ambient_temp": ("number", -90.0, 70.0),
-    "water_temp": ("number", -40.0, 130.0),
-    "water_level": ("int", 0, 100),
-}
 MEASUREMENT_FIELDS = ("time", *NUMERIC_FIELDS)
 _FIELD_SET = frozenset(MEASUREMENT_FIELDS)
 
@@ -62,13 +53,15 @@ def parse_time(
     except ValueError:
         return None, FieldProblem(path, "is not a valid calendar time")
     if parsed < EARLIEST_TIME:
-        return None, FieldProblem(path, "must not be before 2000-01-01T00:00:00Z")
+        return None, FieldProblem(path, f"must not be before {EARLIEST_TIME.isoformat().replace('+00:00', 'Z')}")
     if max_age is not None and parsed < now - max_age:
         return None, FieldProblem(
             path, f"must not be older than {max_age.total_seconds():g} s (FLEETBED_MAX_READING_AGE_S); drop it"
         )
     if parsed > now + MAX_FUTURE:
-        return None, FieldProblem(path, "must not be more than 5 minutes in the future; check the device clock")
+        return None, FieldProblem(
+            path, f"must not be more than {MAX_FUTURE_S // 60} minutes in the future; check the device clock"
+        )
     return parsed, None
 
 

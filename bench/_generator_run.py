@@ -12,18 +12,14 @@ import json
 import os
 import random
 import resource
-import sys
 import time
 from pathlib import Path
 
 import gevent
-from locust import FastHttpUser, constant, task
-from locust.env import Environment
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "locustfiles"))
-
 from _device import LAG_NAME, LAG_REQUEST_TYPE, SimulatedDevice
 from _fleet_user import FleetUser, SkippedSlots
+from locust import FastHttpUser, constant, task
+from locust.env import Environment
 
 
 def rss_bytes() -> int:

@@ -57,7 +57,9 @@ def run_point(mode: str, devices: int, host: str, server_pid: int, args: argpars
     ]
     command += ["--interval", str(args.interval), "--window", str(args.window)]
     command += ["--devices-per-user", str(args.devices_per_user), "--connections-per-user", str(args.connections)]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # The run imports the fleet's modules as Locust does, as top-level modules of locustfiles/.
+    env = {**os.environ, "PYTHONPATH": str(HERE.parent / "locustfiles")}
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     pin(process.pid, 0)
     stdout, stderr = process.communicate(timeout=args.interval * 3 + args.window + 600)
     lines = [line for line in stdout.splitlines() if line.startswith("{")]

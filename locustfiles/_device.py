@@ -20,7 +20,9 @@ import orjson
 from _device_model import Command, Kettle, device_metadata
 from _schedule import Schedule
 
-MAX_BATCH = 1_000
+from app.limits import MAX_BATCH_READINGS
+
+MAX_BATCH = MAX_BATCH_READINGS  # the service's limit per request
 MAX_BACKLOG = 20_000
 MAX_BATCHES_PER_CYCLE = 5
 LAG_REQUEST_TYPE = "LAG"

@@ -8,7 +8,7 @@ Per step of `dt` seconds under a command (charge, fill, flush):
 - the battery discharges while heating (plus a small idle draw) and charges when told to;
 - the water level drops with use (random cups), refills on `fill` (mixing in cold tap water) and drains on `flush`;
 - the ambient temperature follows the site's daily cycle; every sensor adds noise.
-Readings are clipped to the service's physical ranges, so they always pass its validation.
+Readings are clipped to the service's ranges (`app.limits`, made for both sides), so they always pass its validation.
 """
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 from faker import Faker
+
+from app.limits import NUMERIC_FIELDS
 
 MODELS = {
     # model name -> (battery capacity in charge units, heater power as degC per second at full tank)
@@ -184,11 +186,17 @@ class Kettle:
             "time": at.isoformat(timespec="milliseconds"),
             "charge_now": min(self.charge_full, max(0, round(self.charge_now))),
             "charge_full": self.charge_full,
-            "charge_rate": round(_clip(self.charge_rate, -1e6, 1e6), 3),
-            "ambient_temp": round(_clip(self.ambient_temp + 0.3 * ambient_noise, -90.0, 70.0), 2),
-            "water_temp": round(_clip(self.water_temp + 0.2 * water_noise, -40.0, 130.0), 2),
-            "water_level": int(_clip(round(self.water_level + 0.8 * level_noise), 0, 100)),
+            "charge_rate": round(_clip(self.charge_rate, *_range("charge_rate")), 3),
+            "ambient_temp": round(_clip(self.ambient_temp + 0.3 * ambient_noise, *_range("ambient_temp")), 2),
+            "water_temp": round(_clip(self.water_temp + 0.2 * water_noise, *_range("water_temp")), 2),
+            "water_level": int(_clip(round(self.water_level + 0.8 * level_noise), *_range("water_level"))),
         }
+
+
+def _range(field: str) -> tuple[float, float]:
+    """The range the service accepts for a field (`app.limits`)."""
+    _, low, high = NUMERIC_FIELDS[field]
+    return low, high
 
 
 def _clip(value: float, low: float, high: float) -> float:

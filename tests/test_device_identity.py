@@ -5,7 +5,6 @@ readings older than the age limit are refused."""
 from __future__ import annotations
 
 import hashlib
-import sys
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -14,8 +13,9 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
+from app.limits import DEFAULT_MAX_READING_AGE_S
 from app.server import create_app
-from app.settings import DEFAULT_MAX_READING_AGE_S, Settings
+from app.settings import Settings
 from tests.conftest import OPERATOR_TOKEN, AiohttpClient, make_settings
 from tests.support.db import fetch, scalar
 from tests.support.devices import reading
@@ -186,7 +186,6 @@ async def test_readings_older_than_the_age_limit_are_refused(
 
 
 def test_the_default_age_limit_holds_a_whole_offline_backlog() -> None:
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "locustfiles"))
     from _device import MAX_BACKLOG
     from _options import DEFAULT_DEVICE_INTERVAL_S
 

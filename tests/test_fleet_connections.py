@@ -5,6 +5,7 @@ once to Locust. And the open-file limit following the number of connections."""
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -16,9 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "locustfiles"))
-
 from _lean_http import LeanConnection
 
 JSON_OK = b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 12\r\n\r\n{"ok": true}'
@@ -209,7 +207,6 @@ def test_a_silent_server_times_out() -> None:
 
 OPEN_FILES_PROBE = """
 import logging, resource, sys
-sys.path.insert(0, {locustfiles!r})
 logging.basicConfig(level=logging.WARNING, stream=sys.stdout, format="%(message)s")
 from _fleet_user import ensure_open_files
 resource.setrlimit(resource.RLIMIT_NOFILE, ({soft}, {hard}))
@@ -231,8 +228,15 @@ def test_open_file_limit_follows_the_fleets_connections(
     soft: int, hard: int, connections: int, soft_after: int, warned: bool
 ) -> None:
     locustfiles = str(Path(__file__).resolve().parents[1] / "locustfiles")
-    probe = OPEN_FILES_PROBE.format(locustfiles=locustfiles, soft=soft, hard=hard, connections=connections)
-    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True)
+    probe = OPEN_FILES_PROBE.format(soft=soft, hard=hard, connections=connections)
+    result = subprocess.run(
+        [sys.executable, "-c", probe],
+        env={**os.environ, "PYTHONPATH": locustfiles},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
     assert f"soft {soft_after}" in result.stdout
     warnings = [line for line in result.stdout.splitlines() if "ulimit -n" in line]
     assert len(warnings) == (1 if warned else 0), result.stdout

@@ -5,20 +5,15 @@ from __future__ import annotations
 
 import itertools
 import random
-import sys
 import uuid
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
-
-from app.validation import parse_measurements
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "locustfiles"))
-
 from _device_model import MODELS, Command, Kettle, device_metadata
 from _schedule import Schedule
 from _slo import EntryStats, SLOSyntaxError, evaluate, parse_slo, percentile, window
+
+from app.validation import parse_measurements
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
 STEPS_S = (0.0, 0.001, 1.0, 30.0, 600.0, 86_400.0)

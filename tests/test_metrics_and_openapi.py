@@ -5,7 +5,14 @@ from __future__ import annotations
 from aiohttp.test_utils import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
+from app.handlers.devices import MAX_METADATA_KEY_CHARS, MAX_METADATA_KEYS, MAX_METADATA_TEXT_CHARS
+from app.handlers.operator import MAX_FLUSH_PERCENT, MAX_INTERVAL_S
+from app.handlers.runs import DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT, MAX_NAME_CHARS
+from app.handlers.stats import DEFAULT_HOURS, MAX_HOURS
 from app.keys import METRICS
+from app.limits import MAX_BATCH_READINGS, NUMERIC_FIELDS
+from app.openapi import openapi_document
+from app.settings import Settings
 from tests.support.devices import login, reading
 
 
@@ -68,3 +75,29 @@ async def test_openapi_documents_every_route(pg_client: TestClient) -> None:
     assert measurement["properties"]["water_level"] == {
         "type": "integer", "minimum": 0, "maximum": 100, "description": "Fill level, percent of the tank (0..100).",
     }  # fmt: skip
+
+
+def test_openapi_publishes_the_limits_the_service_enforces() -> None:
+    """Every limit in the document is the constant the service checks (app.limits, or the handler's own)."""
+    document = openapi_document()
+    schemas, paths = document["components"]["schemas"], document["paths"]
+    for name, (kind, low, high) in NUMERIC_FIELDS.items():
+        published = schemas["Measurement"]["properties"][name]
+        assert (published["type"], published["minimum"], published["maximum"]) == (
+            "integer" if kind == "int" else "number", low, high,
+        )  # fmt: skip
+    array = paths["/measurement"]["post"]["requestBody"]["content"]["application/json"]["schema"]["oneOf"][1]
+    assert array["maxItems"] == MAX_BATCH_READINGS == Settings.__dataclass_fields__["max_batch"].default
+    login_body = paths["/login"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    metadata = login_body["properties"]["metadata"]
+    assert metadata["maxProperties"] == MAX_METADATA_KEYS
+    assert metadata["propertyNames"]["maxLength"] == MAX_METADATA_KEY_CHARS
+    assert metadata["additionalProperties"]["maxLength"] == MAX_METADATA_TEXT_CHARS
+    command = schemas["Command"]["properties"]
+    assert (command["interval_s"]["maximum"], command["flush"]["maximum"]) == (MAX_INTERVAL_S, MAX_FLUSH_PERCENT)
+    run_body = paths["/runs"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert run_body["properties"]["name"]["maxLength"] == MAX_NAME_CHARS
+    (limit,) = paths["/runs"]["get"]["parameters"]
+    assert (limit["schema"]["maximum"], limit["schema"]["default"]) == (MAX_LIST_LIMIT, DEFAULT_LIST_LIMIT)
+    (hours,) = paths["/stats"]["get"]["parameters"]
+    assert (hours["schema"]["maximum"], hours["schema"]["default"]) == (MAX_HOURS, DEFAULT_HOURS)

@@ -79,7 +79,7 @@ def test_secrets_are_compared_in_constant_time() -> None:
 
 # Modules of `app` that the Locust side (gevent) may import: standard library only, no asyncio, nothing else of
 # `app` but each other. `app` itself is on the list because importing any of them runs `app/__init__.py`.
-MADE_FOR_BOTH = ("app",)
+MADE_FOR_BOTH = ("app", "app.limits")
 _ASYNC_WORLDS = ("asyncio", "aiohttp", "asyncpg", "uvloop", "gevent", "locust")
 
 
@@ -256,3 +256,28 @@ def test_the_both_sides_rule_would_catch_an_event_loop(tmp_path: Path) -> None:
     for source, expected in (("import asyncio\n", 1), ("from app.db import TOTALS_SHARDS\n", 1), ("import math\n", 0)):
         planted.write_text(source)
         assert len(unsafe_for_both_sides(planted, tmp_path)) == expected, source
+
+
+# --- One statement for each derived table. ---
+
+DERIVED_TABLES = ("water_temp_hourly", "fleet_totals")  # device_state is kept by the ingest statement alone
+
+
+def writers_of(table: str, root: Path) -> list[str]:
+    """Python files under root/app that hold an INSERT INTO `table` of their own."""
+    pattern = re.compile(rf"INSERT\s+INTO\s+{table}\b", re.IGNORECASE)
+    return sorted(
+        str(path.relative_to(root)) for path in (root / "app").rglob("*.py") if pattern.search(path.read_text())
+    )
+
+
+@pytest.mark.parametrize("table", DERIVED_TABLES)
+def test_each_derived_table_is_upserted_by_one_definition(table: str) -> None:
+    assert writers_of(table, ROOT) == ["app/db/derived.py"], "build the statement with app.db.derived"
+
+
+def test_the_one_definition_rule_would_catch_a_second_writer(tmp_path: Path) -> None:
+    (tmp_path / "app" / "db").mkdir(parents=True)
+    (tmp_path / "app" / "db" / "derived.py").write_text('"INSERT INTO fleet_totals AS t (shard) ..."\n')
+    (tmp_path / "app" / "db" / "planted.py").write_text('SQL = """insert into fleet_totals (shard) VALUES ($1)"""\n')
+    assert writers_of("fleet_totals", tmp_path) == ["app/db/derived.py", "app/db/planted.py"]

@@ -2,7 +2,7 @@
 
 Each device gets its own rhythm: a daily ambient cycle, boils every few hours followed by cooling, a tank that
 empties with use and is refilled, a battery that drains and is recharged. Every value lies inside the ranges the
-service accepts (`app.validation`), so backfilled rows are indistinguishable from posted ones.
+service accepts (`app.limits`), so backfilled rows are indistinguishable from posted ones.
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ from datetime import datetime, timedelta
 
 import numpy as np
 import numpy.typing as npt
+
+from app.limits import NUMERIC_FIELDS
 
 _MICROS = 1_000_000
 
@@ -49,6 +51,12 @@ def micros_since_2000(moment: datetime) -> int:
     return (delta.days * 86_400 + delta.seconds) * _MICROS + delta.microseconds
 
 
+def _bounds(field: str, margin: float = 0.0) -> tuple[float, float]:
+    """The field's accepted range (`app.limits`), narrowed by `margin` at both ends."""
+    _, low, high = NUMERIC_FIELDS[field]
+    return low + margin, high - margin
+
+
 def generate(
     rng: np.random.Generator, devices: int, readings: int, interval: timedelta, end: datetime
 ) -> DeviceHistory:
@@ -78,9 +86,9 @@ def generate(
         charge_now=np.clip(np.rint(fraction * charge_full), 0, charge_full).astype(np.int64),
         charge_full=charge_full,
         charge_rate=np.round(charge_rate, 3),
-        ambient_temp=np.round(np.clip(ambient, -89, 69), 2).astype(np.float64),
-        water_temp=np.round(np.clip(water, -39, 129), 2).astype(np.float64),
-        water_level=np.clip(np.rint(level), 0, 100).astype(np.int64),
+        ambient_temp=np.round(np.clip(ambient, *_bounds("ambient_temp", margin=1)), 2).astype(np.float64),
+        water_temp=np.round(np.clip(water, *_bounds("water_temp", margin=1)), 2).astype(np.float64),
+        water_level=np.clip(np.rint(level), *_bounds("water_level")).astype(np.int64),
     )
 
 

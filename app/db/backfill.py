@@ -14,13 +14,24 @@ from datetime import datetime
 import asyncpg
 
 from app.db import Connection
+from app.db.derived import fleet_totals_upsert, hourly_rollup_upsert
+from app.db.devices import UNCLAIMABLE_SECRET_HASH
 
 _BACKFILL_METADATA = '{"source": "backfill"}'
+
+_ADD_HOURS = hourly_rollup_upsert(
+    """SELECT hour, $5::int2, n, s, ss FROM unnest($1::timestamptz[], $2::int8[], $3::float8[], $4::float8[])
+        AS r(hour, n, s, ss)
+    ORDER BY hour"""
+)
+_ADD_REPORTING_DEVICES = fleet_totals_upsert("SELECT $1::int2, $2::bigint, $3::bigint, $2, $4::bigint, $5::bigint")
+_ADD_DEVICES = fleet_totals_upsert("SELECT $1::int2, $2::bigint, 0, 0, 0, 0")
 
 
 async def register_devices(conn: Connection, ids: Sequence[uuid.UUID]) -> None:
     await conn.execute(
-        "INSERT INTO device (id, metadata) SELECT unnest($1::uuid[]), $2::jsonb",
+        f"INSERT INTO device (id, metadata, secret_hash) SELECT id, $2::jsonb, {UNCLAIMABLE_SECRET_HASH} "
+        "FROM unnest($1::uuid[]) AS given (id)",
         list(ids),
         _BACKFILL_METADATA,
     )
@@ -58,16 +69,7 @@ async def add_to_hourly_rollup(
     shard: int,
 ) -> None:
     await conn.execute(
-        """
-        INSERT INTO water_temp_hourly AS h (hour, shard, readings, water_temp_sum, water_temp_sumsq)
-        SELECT hour, $5::int2, n, s, ss FROM unnest($1::timestamptz[], $2::int8[], $3::float8[], $4::float8[])
-            AS r(hour, n, s, ss)
-        ORDER BY hour
-        ON CONFLICT (hour, shard) DO UPDATE SET
-            readings = h.readings + EXCLUDED.readings,
-            water_temp_sum = h.water_temp_sum + EXCLUDED.water_temp_sum,
-            water_temp_sumsq = h.water_temp_sumsq + EXCLUDED.water_temp_sumsq
-        """,
+        _ADD_HOURS,
         list(hours),
         list(counts),
         list(sums),
@@ -81,17 +83,7 @@ async def add_to_totals(
 ) -> None:
     """New devices that all report (they count as reporting devices), with their readings and latest state."""
     await conn.execute(
-        """
-        INSERT INTO fleet_totals AS t (shard, devices, measurements, reporting_devices, total_battery_charge,
-                                       total_water_volume)
-        VALUES ($1, $2, $3, $2, $4, $5)
-        ON CONFLICT (shard) DO UPDATE SET
-            devices = t.devices + EXCLUDED.devices,
-            measurements = t.measurements + EXCLUDED.measurements,
-            reporting_devices = t.reporting_devices + EXCLUDED.reporting_devices,
-            total_battery_charge = t.total_battery_charge + EXCLUDED.total_battery_charge,
-            total_water_volume = t.total_water_volume + EXCLUDED.total_water_volume
-        """,
+        _ADD_REPORTING_DEVICES,
         shard,
         devices,
         measurements,
@@ -102,12 +94,7 @@ async def add_to_totals(
 
 async def add_devices_to_totals(conn: Connection, shard: int, devices: int) -> None:
     """New devices only: their readings are counted by the service's own write path (`store_batch`)."""
-    await conn.execute(
-        "INSERT INTO fleet_totals AS t (shard, devices) VALUES ($1, $2) "
-        "ON CONFLICT (shard) DO UPDATE SET devices = t.devices + EXCLUDED.devices",
-        shard,
-        devices,
-    )
+    await conn.execute(_ADD_DEVICES, shard, devices)
 
 
 async def supports_copy(conn: Connection) -> bool:

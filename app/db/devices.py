@@ -13,6 +13,7 @@ import asyncpg
 import orjson
 
 from app.db import TOTALS_SHARDS
+from app.db.derived import fleet_totals_upsert
 
 
 @dataclass(frozen=True)
@@ -38,20 +39,25 @@ class LoginOutcome(enum.Enum):
     REFUSED = "refused"  # the device exists and the secret is missing or wrong
 
 
+# For devices registered outside POST /login (the backfill): the hash of a secret nobody holds, so no login can
+# claim them the way a device registered before secrets existed is claimed.
+UNCLAIMABLE_SECRET_HASH = "sha256(uuid_send(gen_random_uuid()) || uuid_send(gen_random_uuid()))"
+
+
 def secret_hash(secret: str) -> bytes:
     # A device secret is 256 random bits: a fast hash is enough (nothing to guess, so nothing to slow down).
     return hashlib.sha256(secret.encode()).digest()
 
 
-_REGISTER = """
+# A new device counts once in the totals of its shard (the device id picks it).
+_ONE_NEW_DEVICE = fleet_totals_upsert("SELECT $4::int2, 1, 0, 0, 0, 0 FROM registered")
+_REGISTER = f"""
 WITH registered AS (
-    INSERT INTO device (id, metadata, secret_hash) VALUES ($1, coalesce($2::jsonb, '{}'::jsonb), $3)
+    INSERT INTO device (id, metadata, secret_hash) VALUES ($1, coalesce($2::jsonb, '{{}}'::jsonb), $3)
     ON CONFLICT (id) DO NOTHING
     RETURNING true AS created
 ), counted AS (
-    INSERT INTO fleet_totals AS t (shard, devices)
-    SELECT $4::int2, 1 FROM registered
-    ON CONFLICT (shard) DO UPDATE SET devices = t.devices + 1
+    {_ONE_NEW_DEVICE}
     RETURNING 1
 )
 SELECT count(*) > 0 FROM registered
@@ -123,7 +129,10 @@ async def pending_command(pool: asyncpg.Pool, device_id: uuid.UUID) -> Command |
     return None if row is None else Command(row["charge"], row["fill"], row["flush"], row["interval_s"])
 
 
-NOTIFY_COMMAND_CHANGED = "SELECT pg_notify('fleetbed_command', $1::text)"
+# Every change of a standing command is announced on this channel, with the device id as payload, in the
+# transaction that makes it; `app.command_cache` listens on it.
+COMMAND_CHANNEL = "fleetbed_command"
+NOTIFY_COMMAND_CHANGED = "SELECT pg_notify($1::text, $2::text)"
 
 
 async def set_command(pool: asyncpg.Pool, device_id: uuid.UUID, command: Command) -> bool:
@@ -145,7 +154,7 @@ async def set_command(pool: asyncpg.Pool, device_id: uuid.UUID, command: Command
             command.interval_s,
         )
         if stored:
-            await conn.execute(NOTIFY_COMMAND_CHANGED, str(device_id))
+            await conn.execute(NOTIFY_COMMAND_CHANGED, COMMAND_CHANNEL, str(device_id))
     return bool(stored)
 
 
@@ -154,5 +163,5 @@ async def clear_command(pool: asyncpg.Pool, device_id: uuid.UUID) -> bool:
     async with pool.acquire() as conn, conn.transaction():
         removed = await conn.fetchval("DELETE FROM command WHERE device_id = $1 RETURNING true", device_id)
         if removed:
-            await conn.execute(NOTIFY_COMMAND_CHANGED, str(device_id))
+            await conn.execute(NOTIFY_COMMAND_CHANGED, COMMAND_CHANNEL, str(device_id))
     return bool(removed)

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from app.db import Connection
+from app.db.derived import fleet_totals_upsert, hourly_rollup_upsert
 from app.db.readings import Reading
 
 LOCK_DEVICES = "SELECT 1 FROM device WHERE id = ANY($1::uuid[]) ORDER BY id FOR NO KEY UPDATE"
@@ -85,26 +86,19 @@ _CHANGE_FROM_LOOKUP = f""", change AS (
     RETURNING 1
 )"""
 
-_ROLLUP_TOTALS_AND_ANSWER = """, rollup AS (
-    INSERT INTO water_temp_hourly AS h (hour, shard, readings, water_temp_sum, water_temp_sumsq)
-    -- PostgreSQL raises on float underflow: squares of values this small count as the zero they are.
-    SELECT date_trunc('hour', time, 'UTC'), $9::int2, count(*), sum(water_temp),
+# PostgreSQL raises on float underflow: squares of values this small count as the zero they are.
+_INSERTED_BY_HOUR = """SELECT date_trunc('hour', time, 'UTC'), $9::int2, count(*), sum(water_temp),
            sum(CASE WHEN abs(water_temp) < 1e-150 THEN 0 ELSE water_temp * water_temp END)
-    FROM inserted GROUP BY 1 ORDER BY 1
-    ON CONFLICT (hour, shard) DO UPDATE SET
-        readings = h.readings + EXCLUDED.readings,
-        water_temp_sum = h.water_temp_sum + EXCLUDED.water_temp_sum,
-        water_temp_sumsq = h.water_temp_sumsq + EXCLUDED.water_temp_sumsq
+    FROM inserted GROUP BY 1 ORDER BY 1"""
+_CHANGE_OF_TOTALS = """SELECT $9::int2, 0, sum(readings), count(*) FILTER (WHERE first_reading), sum(charge_delta),
+           sum(level_delta)
+    FROM change HAVING count(*) > 0"""
+
+_ROLLUP_TOTALS_AND_ANSWER = f""", rollup AS (
+    {hourly_rollup_upsert(_INSERTED_BY_HOUR)}
     RETURNING 1
 ), totals AS (
-    INSERT INTO fleet_totals AS t (shard, measurements, reporting_devices, total_battery_charge, total_water_volume)
-    SELECT $9::int2, sum(readings), count(*) FILTER (WHERE first_reading), sum(charge_delta), sum(level_delta)
-    FROM change HAVING count(*) > 0
-    ON CONFLICT (shard) DO UPDATE SET
-        measurements = t.measurements + EXCLUDED.measurements,
-        reporting_devices = t.reporting_devices + EXCLUDED.reporting_devices,
-        total_battery_charge = t.total_battery_charge + EXCLUDED.total_battery_charge,
-        total_water_volume = t.total_water_volume + EXCLUDED.total_water_volume
+    {fleet_totals_upsert(_CHANGE_OF_TOTALS)}
     RETURNING 1
 ), stored AS (
     SELECT count(*) AS n FROM inserted
@@ -125,10 +119,6 @@ FROM stored
 
 INSERT_READINGS_RETURNING_OLD = _INCOMING_AND_INSERTED + _CHANGE_FROM_RETURNING_OLD + _ROLLUP_TOTALS_AND_ANSWER
 INSERT_READINGS_WITH_LOOKUP = _INCOMING_AND_INSERTED + _CHANGE_FROM_LOOKUP + _ROLLUP_TOTALS_AND_ANSWER
-
-
-def insert_statement(server_major_version: int) -> str:
-    return INSERT_READINGS_RETURNING_OLD if server_major_version >= 18 else INSERT_READINGS_WITH_LOOKUP
 
 
 @dataclass(frozen=True)
@@ -175,11 +165,3 @@ async def store_batch(
     assert row is not None
     positions = row["duplicate_positions"] or []
     return BatchOutcome(inserted=row["n"], duplicate_positions=frozenset(p - 1 for p in positions))
-
-
-async def store_readings(
-    conn: Connection, device_ids: Sequence[uuid.UUID], readings: Sequence[Reading], shard: int = 0
-) -> StoreResult:
-    """Store one request's readings on their own (no group commit)."""
-    outcome = await store_batch(conn, device_ids, readings, shard)
-    return StoreResult(received=len(readings), inserted=outcome.inserted)

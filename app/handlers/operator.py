@@ -18,6 +18,7 @@ from app.validation import path_uuid, reject_unknown, require_object
 
 COMMAND_FIELDS = frozenset({"charge", "fill", "flush", "interval_s"})
 MAX_INTERVAL_S = 86_400
+MAX_FLUSH_PERCENT = 100
 
 
 def path_device_id(request: web.Request) -> uuid.UUID:
@@ -38,9 +39,11 @@ def parse_command(document: object, default: Command) -> Command:
             problems.append(FieldProblem(name, "must be true or false"))
     if flush is not None and (
         isinstance(flush, bool) or not isinstance(flush, int | float) or not math.isfinite(flush)
-        or not 0 <= flush <= 100
+        or not 0 <= flush <= MAX_FLUSH_PERCENT
     ):  # fmt: skip
-        problems.append(FieldProblem("flush", "must be null or a number between 0 and 100 (percent of the tank)"))
+        problems.append(
+            FieldProblem("flush", f"must be null or a number between 0 and {MAX_FLUSH_PERCENT} (percent of the tank)")
+        )
     if isinstance(interval_s, float) and interval_s.is_integer():
         interval_s = int(interval_s)  # as in JSON Schema, 5.0 is an integer
     if isinstance(interval_s, bool) or not isinstance(interval_s, int) or not 1 <= interval_s <= MAX_INTERVAL_S:

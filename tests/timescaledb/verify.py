@@ -1,4 +1,4 @@
-"""Smoke check of the real-TimescaleDB test server: ``python tests/timescaledb/verify.py``.
+"""Smoke check of the real-TimescaleDB test server: ``python -m tests.timescaledb.verify`` from the repository root.
 
 Starts the server through tests/support/timescaledb.py, exercises the TimescaleDB features fleetbed relies on
 through asyncpg and prints one PASS/FAIL line per check (exit status 1 if any check failed). Some checks document
@@ -16,11 +16,8 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import asyncpg
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from tests.support.timescaledb import close_quietly, running_timescaledb, timescaledb_available
 
