@@ -75,9 +75,11 @@ def stop_on_hangup(app: web.Application) -> None:
 
     async def handle_hangup(app: web.Application) -> AsyncIterator[None]:
         loop = asyncio.get_running_loop()
+        before = signal.getsignal(signal.SIGHUP)
         loop.add_signal_handler(signal.SIGHUP, graceful_exit)
         yield
         loop.remove_signal_handler(signal.SIGHUP)
+        signal.signal(signal.SIGHUP, before)  # e.g. the command's own, for the rest of its stop
 
     app.cleanup_ctx.append(handle_hangup)
 

@@ -69,7 +69,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    stop_on_signals()  # SIGTERM and SIGHUP stop every command the way Ctrl-C does
     try:
         settings = Settings.from_env()
         code: int = args.run(settings, args)
@@ -82,4 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run() -> None:
+    """The console script: as a process of its own, SIGTERM and SIGHUP stop every command the way Ctrl-C does
+    (not in `main`, which tests call in their own process)."""
+    stop_on_signals()
     sys.exit(main())
