@@ -7,4 +7,10 @@ The top floor of `app` is the device-data service under test (`create_app` in `a
 See docs/design.md for the layout and the rules between the rooms.
 """
 
-__version__ = "0.1.0"
+from importlib import metadata
+
+try:
+    # One source for the version: pyproject.toml, as recorded in the installed distribution's metadata.
+    __version__ = metadata.version("fleetbed")
+except metadata.PackageNotFoundError:  # imported from a checkout that was never installed
+    __version__ = "0+unknown"

@@ -10,7 +10,9 @@
     ├── UnsupportedMedia    415   the body is not `application/json`
     ├── InvalidFields       422   the JSON is well-formed but fields are missing, unknown or out of range
     ├── TooManyRequests     429   too many logins from one client address (Retry-After)
-    └── Unavailable         503   the database is unreachable or the service is shedding load (Retry-After)
+    ├── InternalError       500   a bug of ours (logged with its traceback where it happened); no internals shown
+    └── Unavailable         503   the database is unreachable, full, read-only or timing out, or the service is
+                                  shedding load (Retry-After)
 
 The error middleware (`app.middleware`) turns each into `{"error": code, "message": ...}`.
 """
@@ -97,6 +99,14 @@ class InvalidFields(FleetbedError):
 
     def body(self) -> dict[str, Any]:
         return {**super().body(), "fields": [p.as_json() for p in self.problems[:100]]}
+
+
+class InternalError(FleetbedError):
+    status = 500
+    code = "internal"
+
+    def __init__(self) -> None:
+        super().__init__("an unexpected error occurred; it has been logged")
 
 
 class Unavailable(FleetbedError):

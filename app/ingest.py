@@ -25,15 +25,21 @@ from typing import Any
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
-from app.db import DATABASE_UNAVAILABLE, TOTALS_SHARDS
+from app.database_errors import classify, is_database_error
+from app.db import TOTALS_SHARDS
+from app.db.devices import unregistered_devices
 from app.db.measurements import BatchOutcome, StoreResult, store_batch
 from app.db.readings import Reading
-from app.errors import Unavailable
+from app.errors import InternalError, Unauthorized, Unavailable
 from app.metrics.service import ServiceMetrics
 
 log = logging.getLogger(__name__)
 
-UNAVAILABLE_WARNING_INTERVAL_S = 5.0
+WHERE = "POST /measurement (ingest writer)"
+UNREGISTERED = (
+    "this device is not registered (the database may have been restored from a backup or replaced); "
+    "log in again with POST /login"
+)
 # Errors after which a batch is worth one more try: the database chose it as a victim, not our data.
 RETRYABLE = (asyncpg.DeadlockDetectedError, asyncpg.SerializationError)
 
@@ -69,8 +75,6 @@ class BatchWriter:
         self._tasks: list[asyncio.Task[None]] = []
         self._writing: list[list[PendingRequest]] = [[] for _ in range(writers)]
         self._connections: list[PoolConnectionProxy[Any] | None] = [None] * writers
-        self._last_unavailable_warning = -UNAVAILABLE_WARNING_INTERVAL_S
-        self._unavailable_batches = 0
         self._expiry: asyncio.Task[None] | None = None
         self._closing = False
 
@@ -175,35 +179,50 @@ class BatchWriter:
         started = time.perf_counter()
         try:
             outcome = await self._store_with_retry(lane, device_ids, readings, shard)
-        except DATABASE_UNAVAILABLE as exc:
-            self._warn_unavailable(len(readings), exc)
-            self._fail(batch, Unavailable("the database is unavailable; retry after the delay in Retry-After", 1))
-            return
-        except asyncpg.PostgresError:
-            if len(batch) == 1:
-                raise
-            # Something in the batch the database refuses: write each request alone, so only it fails.
-            log.warning("a batch of %d requests failed; writing them one by one", len(batch))
-            for request in batch:
-                await self._write([request], lane)
+        except Exception as exc:  # answered here, request by request: one request's fault never fails another
+            await self._write_failed(batch, lane, exc)
             return
         self.metrics.ingest_commit_duration.observe(time.perf_counter() - started)
         self.metrics.ingest_batch_size.observe(len(readings))
         self.metrics.readings_stored.inc(outcome.inserted)
         self._answer(batch, outcome)
 
-    def _warn_unavailable(self, readings: int, error: BaseException) -> None:
-        """One warning per few seconds while the database is away, not one per batch."""
-        self._unavailable_batches += 1
-        now = time.monotonic()
-        if now - self._last_unavailable_warning < UNAVAILABLE_WARNING_INTERVAL_S:
+    async def _write_failed(self, batch: list[PendingRequest], lane: int, error: Exception) -> None:
+        """Answer a batch whose write failed: 503 for all of it when the database is the cause; otherwise find
+        the requests at fault (401 for a device no longer registered, 500 for a bug) and store the others."""
+        unavailable = classify(error)
+        if unavailable is not None:
+            self.metrics.database_faults.report(error, WHERE)
+            self._fail(batch, unavailable)
             return
-        log.warning(
-            "database unavailable: %d batch(es) answered 503 since the last warning (latest %d readings): %r",
-            self._unavailable_batches, readings, error,
-        )  # fmt: skip
-        self._last_unavailable_warning = now
-        self._unavailable_batches = 0
+        if isinstance(error, asyncpg.ForeignKeyViolationError):
+            gone = await self._unregistered(lane, batch)
+            if gone:
+                self._fail([r for r in batch if r.device_id in gone], Unauthorized(UNREGISTERED))
+                rest = [r for r in batch if r.device_id not in gone]
+                if rest:
+                    await self._write(rest, lane)
+                return
+        if len(batch) == 1:
+            if is_database_error(error):
+                self.metrics.database_faults.report(error, WHERE)
+            else:
+                log.error("unexpected error in %s", WHERE, exc_info=error)
+            self._fail(batch, InternalError())
+            return
+        # Something in the batch the database refuses: write each request alone, so only it fails.
+        log.warning("a batch of %d requests failed (%r); writing them one by one", len(batch), error)
+        for request in batch:
+            await self._write([request], lane)
+
+    async def _unregistered(self, lane: int, batch: list[PendingRequest]) -> set[uuid.UUID]:
+        """The batch's devices that have no `device` row (none when that cannot be told now)."""
+        try:
+            conn = await self._connection(lane)
+            return await unregistered_devices(conn, list({r.device_id for r in batch}))
+        except Exception:  # the request-by-request fallback then answers each request on its own
+            await self._drop_connection(lane)
+            return set()
 
     async def _store_with_retry(
         self, lane: int, device_ids: list[uuid.UUID], readings: list[Reading], shard: int
@@ -216,6 +235,12 @@ class BatchWriter:
                 if attempt == 2:
                     raise
                 await asyncio.sleep(0.01 * (attempt + 1))
+            except asyncpg.InternalClientError:
+                # The kept connection's protocol state broke, typically on a server's goodbye (shutdown, restart)
+                # that arrived while it was idle: try again on a fresh connection (a real bug fails every try).
+                await self._drop_connection(lane)
+                if attempt == 2:
+                    raise
             except BaseException:
                 await self._drop_connection(lane)  # broken or in an unknown state: take a fresh one next time
                 raise

@@ -1,7 +1,8 @@
 """The request boundary: the JSON error contract, and request metrics.
 
 Every failure leaves as `{"error": code, "message": ...}`. Domain errors map to their status, aiohttp's
-HTTP errors (unknown route, wrong method, body too large) to theirs, a lost database to 503 with Retry-After.
+HTTP errors (unknown route, wrong method, body too large) to theirs, database errors by SQLSTATE class
+(`app.database_errors`: 503 with Retry-After for conditions that pass, counted and logged once per interval).
 Anything else is a bug: logged with its traceback, answered 500 with no internals.
 """
 
@@ -11,12 +12,11 @@ import asyncio
 import logging
 import time
 
-import asyncpg
-from aiohttp import web
+from aiohttp import HttpVersion11, web
 from aiohttp.typedefs import Handler, Middleware
 
-from app.db import DATABASE_UNAVAILABLE
-from app.errors import FleetbedError, Unavailable
+from app.database_errors import DatabaseFaults, is_database_error
+from app.errors import FleetbedError, InternalError
 from app.metrics.requests import RequestMetrics
 from app.metrics.service import ServiceMetrics
 from app.responses import json_response
@@ -41,23 +41,38 @@ def http_error_response(exc: web.HTTPException, max_body_bytes: int) -> web.Resp
     )
 
 
-def error_response(request: web.Request, exc: Exception, max_body_bytes: int) -> web.Response:
+def error_response(request: web.Request, exc: Exception, max_body_bytes: int, faults: DatabaseFaults) -> web.Response:
     """The JSON error contract for anything a handler raised (below 400, aiohttp's own exceptions pass through)."""
     if isinstance(exc, FleetbedError):
         return json_response(exc.body(), status=exc.status, headers=exc.headers())
     if isinstance(exc, web.HTTPException):
         return http_error_response(exc, max_body_bytes)
-    if isinstance(exc, asyncpg.UndefinedTableError):
-        log.error("the database schema is not migrated (%s %s)", request.method, request.path)
-        error = Unavailable("the database schema is not migrated yet; the operator must run `fleetbed migrate`", 5)
-        return json_response(error.body(), status=error.status, headers=error.headers())
-    if isinstance(exc, DATABASE_UNAVAILABLE):
-        log.warning("database unavailable during %s %s: %r", request.method, request.path, exc)
-        error = Unavailable("the database is unavailable; retry after the delay in Retry-After")
-        return json_response(error.body(), status=error.status, headers=error.headers())
+    if is_database_error(exc):
+        unavailable = faults.report(exc, f"{request.method} {route_label(request)}")
+        if unavailable is not None:
+            return json_response(unavailable.body(), status=unavailable.status, headers=unavailable.headers())
+        return _internal_error()
     log.error("unexpected error in %s %s", request.method, request.path, exc_info=exc)
+    return _internal_error()
+
+
+def _internal_error() -> web.Response:
+    error = InternalError()
+    return json_response(error.body(), status=error.status)
+
+
+async def expect_handler(request: web.Request) -> web.StreamResponse | None:
+    """`Expect: 100-continue` is met; any other expectation is a 417 in the JSON contract. (aiohttp's own handler
+    runs before any middleware, echoes the header in plain text, and answers 500 when its bytes are not UTF-8.)"""
+    if request.version != HttpVersion11:
+        return None
+    if request.headers.get("Expect", "").lower() == "100-continue":
+        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        request.writer.output_size = 0  # the interim answer is not part of the response's size
+        return None
     return json_response(
-        {"error": "internal", "message": "an unexpected error occurred; it has been logged"}, status=500
+        {"error": "expectation_failed", "message": "the only expectation this service meets is 100-continue"},
+        status=417,
     )
 
 
@@ -70,6 +85,7 @@ def route_label(request: web.Request) -> str:
 def boundary_middleware(metrics: ServiceMetrics, max_body_bytes: int) -> Middleware:
     """The request boundary, in one layer (each layer costs every request): errors mapped, request recorded."""
     requests = metrics.requests
+    faults = metrics.database_faults
 
     @web.middleware
     async def boundary(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -80,12 +96,12 @@ def boundary_middleware(metrics: ServiceMetrics, max_body_bytes: int) -> Middlew
             raise
         except web.HTTPException as exc:
             if exc.status >= 400:
-                response = error_response(request, exc, max_body_bytes)
+                response = error_response(request, exc, max_body_bytes, faults)
             else:
                 _record(requests, request, exc.status, started)
                 raise
         except Exception as exc:
-            response = error_response(request, exc, max_body_bytes)
+            response = error_response(request, exc, max_body_bytes, faults)
         _record(requests, request, response.status, started)
         return response
 

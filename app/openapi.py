@@ -167,7 +167,7 @@ _RUNS_PATHS: dict[str, Any] = {
             ],
             "responses": {
                 "200": _ok("Runs.", {"type": "object", "properties": {"runs": {"type": "array", "items": _RUN}}}),
-                "400": _error("A bad limit."),
+                "422": _error(f"limit is not an integer between 1 and {MAX_LIST_LIMIT} (ASCII digits)."),
                 **_RUN_ERRORS,
             },
         },

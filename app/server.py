@@ -20,7 +20,7 @@ from app.keys import COMMANDS, DRAIN, INGEST, LAYOUT, LOGIN_LIMIT, METRICS, MIGR
 from app.login_limit import LoginRateLimit
 from app.metrics.service import ServiceMetrics
 from app.metrics.workers import metrics_handler
-from app.middleware import boundary_middleware
+from app.middleware import boundary_middleware, expect_handler
 from app.observability import service_observers
 from app.openapi import openapi_document
 from app.planted_load import cpu_heavy_middleware
@@ -119,25 +119,26 @@ def create_app(settings: Settings) -> web.Application:
     async def openapi(request: web.Request) -> web.Response:
         return json_response(document)
 
+    routes = [
+        web.post("/login", devices.login),
+        web.get("/command", devices.get_command),
+        web.post("/measurement", devices.post_measurement),
+        web.get("/stats", stats.get_stats),
+        web.put("/devices/{device_id}/command", operator.put_command),
+        web.delete("/devices/{device_id}/command", operator.delete_command),
+        web.put("/devices/{device_id}/metadata", operator.put_metadata),
+        web.delete("/devices/{device_id}/secret", operator.delete_secret),
+        web.post("/runs", runs.post_run),
+        web.get("/runs", runs.get_runs),
+        web.get("/runs/{run_id}", runs.get_one_run),
+        web.post("/runs/{run_id}/snapshots", runs.post_snapshot),
+        web.post("/runs/{run_id}/finish", runs.post_finish),
+        web.get("/healthz", health.healthz),
+        web.get("/readyz", health.readyz),
+        web.get("/metrics", metrics_handler(metrics.registry)),
+        web.get("/openapi.json", openapi),
+    ]
     app.add_routes(
-        [
-            web.post("/login", devices.login),
-            web.get("/command", devices.get_command),
-            web.post("/measurement", devices.post_measurement),
-            web.get("/stats", stats.get_stats),
-            web.put("/devices/{device_id}/command", operator.put_command),
-            web.delete("/devices/{device_id}/command", operator.delete_command),
-            web.put("/devices/{device_id}/metadata", operator.put_metadata),
-            web.delete("/devices/{device_id}/secret", operator.delete_secret),
-            web.post("/runs", runs.post_run),
-            web.get("/runs", runs.get_runs),
-            web.get("/runs/{run_id}", runs.get_one_run),
-            web.post("/runs/{run_id}/snapshots", runs.post_snapshot),
-            web.post("/runs/{run_id}/finish", runs.post_finish),
-            web.get("/healthz", health.healthz),
-            web.get("/readyz", health.readyz),
-            web.get("/metrics", metrics_handler(metrics.registry)),
-            web.get("/openapi.json", openapi),
-        ]
+        web.RouteDef(r.method, r.path, r.handler, {**r.kwargs, "expect_handler": expect_handler}) for r in routes
     )
     return app

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from app.limits import DEFAULT_MAX_READING_AGE_S, MAX_BATCH_READINGS
+from app.tokens import MAX_BEARER_CHARS, is_bearer_token
 
 DEFAULT_DATA_DIR = ".fleetbed"
 SECRETS_DIR_NAME = "secrets"
@@ -63,6 +64,10 @@ class Settings:
         if len(self.operator_token) < 16:
             raise SettingsError(
                 "FLEETBED_OPERATOR_TOKEN must be at least 16 characters; unset it to have one generated"
+            )
+        if not is_bearer_token(self.operator_token):
+            raise SettingsError(
+                f"FLEETBED_OPERATOR_TOKEN must be visible ASCII characters (no spaces), at most {MAX_BEARER_CHARS}"
             )
         if not 1 <= self.port <= 65535:
             raise SettingsError(f"FLEETBED_PORT must be 1..65535, got {self.port}")

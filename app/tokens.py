@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
+import re
 import time
 import uuid
 from dataclasses import dataclass
@@ -19,6 +20,9 @@ from app.errors import Unauthorized
 _VERSION = "v1"
 _DOMAIN = b"fleetbed.device-token."
 _MAX_TOKEN_CHARS = 128
+# Any bearer token: a device token, or an operator token of the operator's choosing.
+MAX_BEARER_CHARS = 1024
+_VISIBLE_ASCII = re.compile(r"[\x21-\x7e]+")
 
 
 @dataclass(frozen=True)
@@ -64,18 +68,32 @@ def verify_device_token(secret: bytes, token: str, now: float | None = None) -> 
 
 
 def bearer_token(authorization: str | None) -> str:
-    """The token from an `Authorization: Bearer ...` header, or `Unauthorized`."""
+    """The token from an `Authorization: Bearer ...` header, or `Unauthorized`.
+
+    A token is visible ASCII and at most `MAX_BEARER_CHARS` long; anything else (bytes that are not UTF-8 arrive
+    here as lone surrogates) is refused before it is compared or parsed.
+    """
     if not authorization:
         raise Unauthorized("missing Authorization header; send 'Authorization: Bearer <token>'")
     scheme, _, value = authorization.strip().partition(" ")
     if scheme.lower() != "bearer" or not value.strip():
         raise Unauthorized("Authorization must use the Bearer scheme: 'Authorization: Bearer <token>'")
-    return value.strip()
+    token = value.strip()
+    if not is_bearer_token(token):
+        raise Unauthorized(
+            f"a bearer token is at most {MAX_BEARER_CHARS} visible ASCII characters; "
+            "devices log in with POST /login, operators use the operator token"
+        )
+    return token
+
+
+def is_bearer_token(text: str) -> bool:
+    return len(text) <= MAX_BEARER_CHARS and _VISIBLE_ASCII.fullmatch(text) is not None
 
 
 def tokens_equal(given: str, expected: str) -> bool:
-    """Constant-time comparison of two secrets."""
-    return hmac.compare_digest(given.encode(), expected.encode())
+    """Constant-time comparison of two secrets (any text: lone surrogates are compared, not raised on)."""
+    return hmac.compare_digest(given.encode(errors="surrogatepass"), expected.encode(errors="surrogatepass"))
 
 
 class TokenVerifier:

@@ -153,24 +153,29 @@ def parse_measurements(
     return [reading]
 
 
+# 32 ASCII hex digits, hyphens optional: `uuid.UUID` alone would also take braces, a urn: prefix and other
+# scripts' digits.
+_UUID = re.compile(r"[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}")
+
+
+def strict_uuid(text: str) -> uuid.UUID | None:
+    """The UUID in `text` (hex, hyphens optional), or None for anything else; the one parser of ids."""
+    return uuid.UUID(text) if _UUID.fullmatch(text) else None
+
+
 def parse_uuid(value: object, path: str) -> uuid.UUID:
-    if not isinstance(value, str):
-        raise InvalidFields([FieldProblem(path, "must be a UUID string")])
-    try:
-        parsed = uuid.UUID(value)
-    except ValueError:
-        raise InvalidFields(
-            [FieldProblem(path, "must be a UUID such as 0b1e6a9c-7d4c-4b8e-9a43-2f4d5c6e7f80")]
-        ) from None
+    parsed = strict_uuid(value) if isinstance(value, str) else None
+    if parsed is None:
+        raise InvalidFields([FieldProblem(path, "must be a UUID such as 0b1e6a9c-7d4c-4b8e-9a43-2f4d5c6e7f80")])
     return parsed
 
 
 def path_uuid(raw: str, what: str, hint: str) -> uuid.UUID:
     """A UUID from the URL path; a malformed one is the client's mistake (400), with where to get a real one."""
-    try:
-        return uuid.UUID(raw)
-    except ValueError:
-        raise BadRequest(f"{raw[:64]!r} is not a {what}; {hint}") from None
+    parsed = strict_uuid(raw)
+    if parsed is None:
+        raise BadRequest(f"{raw[:64]!r} is not a {what}; {hint}")
+    return parsed
 
 
 def require_object(document: object, what: str) -> dict[str, Any]:

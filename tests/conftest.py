@@ -1,4 +1,8 @@
-"""Shared fixtures: a real PostgreSQL (embedded server) and a real TimescaleDB (PGlite in Node), the app on them."""
+"""Shared fixtures: a real PostgreSQL (embedded server) and a real TimescaleDB (PGlite in Node), the app on them.
+
+The ingest, statistics and fault tests also run on Debian's PostgreSQL 15 (the server versions TimescaleDB
+installations run on): they override `pg_url` with `each_pg_url`, or `backend_url` with `each_backend_url`.
+"""
 
 from __future__ import annotations
 
@@ -30,11 +34,55 @@ def postgres_server() -> Iterator[str]:
 
 
 @pytest.fixture
-async def pg_url(postgres_server: str) -> AsyncIterator[str]:
-    """A fresh, migrated PostgreSQL database for one test."""
+async def pg18_url(postgres_server: str) -> AsyncIterator[str]:
+    """A fresh, migrated database on the embedded PostgreSQL 18, for one test."""
     url = await pg.fresh_database(postgres_server)
     yield url
     await pg.drop_database(postgres_server, url)
+
+
+@pytest.fixture
+def pg_url(pg18_url: str) -> str:
+    """A fresh, migrated PostgreSQL database for one test (the embedded server)."""
+    return pg18_url
+
+
+@pytest.fixture(scope="session")
+def postgres15_server() -> Iterator[str]:
+    """URL of the session's Debian PostgreSQL 15 (started like the embedded server); a migrated template exists."""
+    reason = pg.postgres_15_missing()
+    if reason is not None:
+        missing(reason)
+    with pg.running_postgres(pg.POSTGRES_15_BIN) as (_, url):
+        asyncio.run(pg.create_template(url))
+        yield url
+
+
+@pytest.fixture
+async def pg15_url(postgres15_server: str) -> AsyncIterator[str]:
+    """A fresh, migrated database on PostgreSQL 15, for one test."""
+    url = await pg.fresh_database(postgres15_server)
+    yield url
+    await pg.drop_database(postgres15_server, url)
+
+
+# Backend name -> the fixture giving a fresh database on it.
+BACKEND_FIXTURES = {"postgresql": "pg18_url", "postgresql15": "pg15_url", "timescaledb": "ts_url"}
+TIMESCALEDB = pytest.param("timescaledb", marks=pytest.mark.timescaledb)
+
+
+@pytest.fixture(params=["postgresql", "postgresql15"])
+def each_pg_url(request: pytest.FixtureRequest) -> str:
+    """A fresh database on PostgreSQL 18 (embedded), then on PostgreSQL 15."""
+    url: str = request.getfixturevalue(BACKEND_FIXTURES[request.param])
+    return url
+
+
+@pytest.fixture(params=["postgresql", "postgresql15", TIMESCALEDB])
+def each_backend_url(request: pytest.FixtureRequest) -> str:
+    """A fresh database on PostgreSQL 18, PostgreSQL 15 and TimescaleDB in turn."""
+    url: str = request.getfixturevalue(BACKEND_FIXTURES[request.param])
+    return url
 
 
 @pytest.fixture
@@ -68,11 +116,10 @@ async def ts_url(timescaledb_server: str) -> str:
     return timescaledb_server
 
 
-@pytest.fixture(params=["postgresql", pytest.param("timescaledb", marks=pytest.mark.timescaledb)])
+@pytest.fixture(params=["postgresql", TIMESCALEDB])
 def backend_url(request: pytest.FixtureRequest) -> str:
     """Each API test runs on plain PostgreSQL and on TimescaleDB."""
-    fixture = "pg_url" if request.param == "postgresql" else "ts_url"
-    url: str = request.getfixturevalue(fixture)
+    url: str = request.getfixturevalue(BACKEND_FIXTURES[request.param])
     return url
 
 

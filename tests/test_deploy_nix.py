@@ -183,6 +183,7 @@ def test_compose_and_nix_provision_monitoring_from_the_same_files() -> None:
         "monitoring/grafana/provisioning/datasources/prometheus.yml",
         "monitoring/grafana/provisioning/dashboards/fleetbed.yml",
         "monitoring/grafana/dashboards",
+        "monitoring/postgres_exporter",
     }  # fmt: skip
     grafana = nix_eval(
         f"""let m = import ./nix/monitoring.nix {MODULE_ARGS}; files = import ./nix/monitoring-files.nix;

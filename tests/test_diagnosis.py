@@ -11,14 +11,17 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 from dataclasses import replace
 from pathlib import Path
 
 import asyncpg
+import numpy as np
 import pytest
 
 from app.experiment.analysis import StepFigures
 from app.experiment.diagnosis import diagnose
+from app.experiment.hosts import HostEvidence
 from tests.test_experiment import run_fleetbed
 
 
@@ -53,6 +56,106 @@ def test_lag_blames_the_generator_only_when_the_service_had_room(stressed: dict[
     assert diagnose([CALM, stress], None, workers=1).kind == kind
 
 
+def evidence(roles: dict[str, list[str]], calm: dict[str, float], stressed: dict[str, float]) -> HostEvidence:
+    """Host readings: `calm` during the first step (0-10 s), `stressed` during the second (10-20 s), per host."""
+    times = np.arange(0.0, 20.5, 1.0)
+    found = HostEvidence(roles=roles)
+    for host in roles:
+        for quantity in calm.keys() | stressed.keys():
+            before, after = calm.get(quantity, np.nan), stressed.get(quantity, calm.get(quantity, np.nan))
+            found.series.setdefault(host, {})[quantity] = (times, np.where(times < 10, before, after))
+    return found
+
+
+DB_CALM = {"cpu_cores": 4.0, "cpu_busy_cores": 0.5, "mem_available_ratio": 0.6, "swap_pages_per_s": 0.0,
+           "db_backends_cpu": 0.2, "db_backends_lock": 0.0, "db_backends_io_wal": 0.0, "db_backends_io_data": 0.0,
+           "db_backends_client": 0.1, "db_backends_lwlock": 0.0, "db_backends_other": 0.0,
+           "db_wal_sync_ms": 0.5}  # fmt: skip
+SEPARATE = {"db": ["database"], "app": ["service"], "load": ["generator"]}
+ONE_MACHINE = {"local": ["service", "database", "generator"]}
+
+
+@pytest.mark.parametrize(
+    ("roles", "stressed", "figures", "kind", "opening"),
+    [
+        pytest.param(SEPARATE, {"db_backends_cpu": 6.0}, {}, "database-cpu",
+                     "The database host ran out of CPU", id="backends-queued-for-cpu-under-a-quota"),
+        # A CPU-starved server also syncs its WAL late: CPU is named when it is the main thing backends do.
+        pytest.param(SEPARATE, {"db_backends_cpu": 0.9, "db_backends_io_wal": 1.2, "db_wal_sync_ms": 16.0}, {},
+                     "database-cpu", "The database host ran out of CPU", id="cpu-quota-slows-wal-syncs-too"),
+        pytest.param(SEPARATE, {"cpu_busy_cores": 3.9}, {}, "database-cpu",
+                     "The database host ran out of CPU", id="database-host-cores-full"),
+        pytest.param(SEPARATE, {"db_backends_lock": 4.0}, {"pool_waiting": 30.0, "pool_utilisation": 1.0},
+                     "lock-waits", "Writers queued on locks", id="lock-waits-before-the-pool-they-fill"),
+        pytest.param(SEPARATE, {"db_backends_io_wal": 3.0, "db_wal_sync_ms": 40.0}, {"commit_ms": 200.0},
+                     "database-disk", "Commits waited on the database's disk", id="slow-wal-syncs"),
+        pytest.param(SEPARATE, {"db_backends_io_data": 3.0}, {}, "database-disk",
+                     "Queries waited on the database's disk", id="data-reads"),
+        pytest.param(SEPARATE, {"db_backends_client": 5.0}, {"commit_ms": 60.0}, "network",
+                     "The network between the service and the database was the limit", id="network-latency"),
+        pytest.param(SEPARATE, {}, {"commit_ms": 60.0}, "network",
+                     "The network between the service and the database was the limit",
+                     id="network-latency-single-statement-commits"),
+        pytest.param(SEPARATE, {"db_backends_other": 3.0}, {"commit_ms": 160.0}, "commit",
+                     "Commits slowed first", id="a-busy-database-is-not-the-network"),
+        pytest.param(ONE_MACHINE, {"cpu_busy_cores": 3.9, "postgres_cpu_cores": 1.2},
+                     {"service_cpu_cores": 0.75, "generator_cpu_cores": 0.8}, "shared-cores",
+                     "The machine's cores were shared and full", id="one-machine-full"),
+        pytest.param(SEPARATE, {"mem_available_ratio": 0.01, "swap_pages_per_s": 900.0}, {}, "host-memory",
+                     "Host app ran short of memory", id="swapping"),
+    ],
+)  # fmt: skip
+def test_the_hosts_and_the_database_are_named(
+    roles: dict[str, list[str]], stressed: dict[str, float], figures: dict[str, float], kind: str, opening: str
+) -> None:
+    hosts = evidence(roles, DB_CALM, stressed)
+    first = replace(CALM, start=0.0, end=10.0)
+    stress = replace(CALM, devices=200, start=10.0, end=20.0, slo_passed=False, lag_p99_ms=5000.0, **figures)
+    found = diagnose([first, stress], None, workers=1, hosts=hosts)
+    assert found.kind == kind, found
+    assert found.sentence.startswith(opening), found.sentence
+    if kind != "commit":
+        assert any(line.startswith("PostgreSQL on ") for line in found.evidence), found.evidence
+
+
+def test_a_database_host_busy_from_the_start_did_not_give_out_in_this_run() -> None:
+    # Another tenant of the machine kept its cores full from the first step on; the locks are what changed.
+    hosts = evidence(SEPARATE, {**DB_CALM, "cpu_busy_cores": 3.9}, {"db_backends_lock": 4.0})
+    first = replace(CALM, start=0.0, end=10.0)
+    stress = replace(CALM, devices=200, start=10.0, end=20.0, slo_passed=False, p95_ms=900.0)
+    assert diagnose([first, stress], None, 1, hosts).kind == "lock-waits"
+
+
+def test_a_machine_kept_full_by_others_is_not_the_runs_shared_cores() -> None:
+    # The cores were full, but the service, PostgreSQL and the generator used a fraction of them: the generator's
+    # queueing is named, not "shared and full".
+    hosts = evidence(ONE_MACHINE, {**DB_CALM, "cpu_busy_cores": 3.9}, {"postgres_cpu_cores": 0.3})
+    first = replace(CALM, start=0.0, end=10.0)
+    stress = replace(CALM, devices=200, start=10.0, end=20.0, slo_passed=False, p50_ms=900.0)
+    assert diagnose([first, stress], None, 1, hosts).kind == "generator"
+
+
+def test_a_generator_whose_cpu_was_not_measured_is_said_so() -> None:
+    # A run read back from Prometheus: the Locust master exports no CPU figure.
+    first = replace(CALM, start=0.0, end=10.0, generator_cpu_cores=math.nan)
+    stress = replace(first, devices=200, start=10.0, end=20.0, slo_passed=False, lag_p99_ms=900.0)
+    found = diagnose([first, stress], None, 1)
+    assert found.kind == "generator"
+    assert "Locust's CPU was not measured and devices ran 900 ms behind schedule" in found.sentence, found.sentence
+    assert "nan" not in found.sentence
+
+
+def test_unknown_names_what_was_not_seen() -> None:
+    first = replace(CALM, start=0.0, end=10.0)
+    stress = replace(CALM, devices=200, start=10.0, end=20.0, slo_passed=False, p95_ms=900.0)
+    hosts = evidence(SEPARATE, DB_CALM, {})
+    hosts.unseen = ["host app: node_exporter (no `node` job scrapes it)"]
+    found = diagnose([first, stress], None, 1, hosts)
+    assert found.kind == "unknown", found
+    assert "Not seen: host app: node_exporter" in found.sentence
+    assert "not seen: host app: node_exporter (no `node` job scrapes it)" in found.evidence
+
+
 def test_a_tiny_pool_is_named(tmp_path: Path) -> None:
     args = ["experiment", "--devices", "600", "--step-devices", "200", "--step-seconds", "10s", "--duration", "30s",
             "--interval", "1s", "--slo", "p95=5000, failures=0.2", "--no-prometheus",
@@ -64,6 +167,11 @@ def test_a_tiny_pool_is_named(tmp_path: Path) -> None:
     found = bottleneck(tmp_path / "run")
     assert found["kind"] == "pool", found
     assert "pool" in str(found["sentence"])
+    # The machine's own figures are in the evidence, PostgreSQL's processes included (the embedded database).
+    local = next(line for line in found["evidence"] if str(line).startswith("this machine"))  # type: ignore[attr-defined]
+    assert "service, generator, database" in local, local
+    assert "PostgreSQL" in local, local
+    assert "cores busy of" in local, local
 
 
 def test_a_saturated_generator_is_named_instead_of_the_service(tmp_path: Path) -> None:

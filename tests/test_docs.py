@@ -131,7 +131,11 @@ def locust_problems(args: list[str]) -> list[str]:
     locustfile = "locustfiles/kettle.py"
     for flag in ("-f", "--locustfile"):
         if flag in args:
-            locustfile = args[args.index(flag) + 1].removeprefix("/opt/fleetbed/")
+            shown = args[args.index(flag) + 1]
+            # `$(fleetbed locustfile)` prints the installed copy of locustfiles/kettle.py.
+            locustfile = (
+                "locustfiles/kettle.py" if shown.startswith("$(fleetbed") else shown.removeprefix("/opt/fleetbed/")
+            )
     known = locust_options(locustfile)
     return [f"locust -f {locustfile} has no option {o}" for o in option_words(args) if o not in known]
 

@@ -8,6 +8,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import asyncpg
+import pytest
 from aiohttp.test_utils import TestClient
 
 from app.db.stats import fleet_stats, fleet_stats_by_full_scan
@@ -17,6 +18,12 @@ from tests.conftest import AiohttpClient, make_settings
 from tests.support.db import scalar
 from tests.support.devices import BASE_TIME, login, reading, readings
 from tests.test_stats import assert_same_stats
+
+
+@pytest.fixture
+def pg_url(each_pg_url: str) -> str:
+    """Every test here runs on the embedded PostgreSQL 18 and on PostgreSQL 15."""
+    return each_pg_url
 
 
 async def test_concurrent_requests_are_committed_together(pg_client: TestClient, pg_url: str) -> None:

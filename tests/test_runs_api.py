@@ -55,7 +55,7 @@ async def test_bad_run_requests_are_explained(pg_client: TestClient) -> None:
     assert response.status == 404
     assert (await pg_client.post(f"/runs/{missing}/finish", headers=OPERATOR)).status == 404
     assert (await pg_client.get("/runs/not-a-uuid", headers=OPERATOR)).status == 400
-    assert (await pg_client.get("/runs?limit=0", headers=OPERATOR)).status == 400
+    assert (await pg_client.get("/runs?limit=0", headers=OPERATOR)).status == 422
     run = await (await pg_client.post("/runs", json={"name": "r"}, headers=OPERATOR)).json()
     response = await pg_client.post(f"/runs/{run['id']}/snapshots", json={"time": "yesterday"}, headers=OPERATOR)
     assert response.status == 422

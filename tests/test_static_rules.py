@@ -281,3 +281,26 @@ def test_the_one_definition_rule_would_catch_a_second_writer(tmp_path: Path) -> 
     (tmp_path / "app" / "db" / "derived.py").write_text('"INSERT INTO fleet_totals AS t (shard) ..."\n')
     (tmp_path / "app" / "db" / "planted.py").write_text('SQL = """insert into fleet_totals (shard) VALUES ($1)"""\n')
     assert writers_of("fleet_totals", tmp_path) == ["app/db/derived.py", "app/db/planted.py"]
+
+
+# --- Every module says what lives there. ---
+
+
+def undocumented_modules(root: Path, folders: tuple[str, ...]) -> list[str]:
+    return [
+        str(path.relative_to(root))
+        for folder in folders
+        for path in sorted((root / folder).rglob("*.py"))
+        if ast.get_docstring(ast.parse(path.read_text())) is None
+    ]
+
+
+def test_every_module_starts_with_a_docstring() -> None:
+    assert undocumented_modules(ROOT, ("app", "locustfiles", "bench")) == []
+
+
+def test_the_docstring_rule_would_catch_a_bare_module(tmp_path: Path) -> None:
+    (tmp_path / "app").mkdir()
+    (tmp_path / "app" / "bare.py").write_text("# a comment is not a docstring\nX = 1\n")
+    (tmp_path / "app" / "said.py").write_text('"""What lives here."""\n')
+    assert undocumented_modules(tmp_path, ("app",)) == ["app/bare.py"]

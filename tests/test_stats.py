@@ -7,12 +7,19 @@ import random
 from datetime import timedelta
 
 import asyncpg
+import pytest
 from aiohttp.test_utils import TestClient
 
 from app.db.stats import fleet_stats, fleet_stats_by_full_scan
 from app.settings import Settings
 from tests.support.db import close, fetch
 from tests.support.devices import BASE_TIME, Device, login, reading, readings
+
+
+@pytest.fixture
+def backend_url(each_backend_url: str) -> str:
+    """Every test here runs on PostgreSQL 18, PostgreSQL 15 and TimescaleDB."""
+    return each_backend_url
 
 
 async def refresh_hourly_aggregate_if_timescaledb(url: str) -> None:

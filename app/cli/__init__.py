@@ -12,13 +12,13 @@ from collections.abc import Sequence
 from types import ModuleType
 
 from app import __version__
-from app.cli import backfill, db, experiment, export, migrate, report, serve, up
+from app.cli import backfill, db, experiment, export, locustfile, migrate, report, serve, up
 from app.db.migrations import MigrationError
 from app.settings import Settings, SettingsError
 from app.stack.embedded_db import EmbeddedDatabaseError
 from app.stack.lifetime import stop_on_signals
 
-COMMANDS: tuple[ModuleType, ...] = (serve, migrate, db, backfill, export, experiment, report, up)
+COMMANDS: tuple[ModuleType, ...] = (serve, migrate, db, backfill, export, experiment, report, up, locustfile)
 
 DESCRIPTION = """\
 fleetbed: a test bed for IoT fleets. It runs a device-data service on PostgreSQL (or TimescaleDB),
@@ -41,6 +41,7 @@ examples:
   fleetbed serve                  serve the API on http://127.0.0.1:8080 with the embedded database
   fleetbed serve --workers 2      two worker processes on one port
   fleetbed db                     run the embedded database in the foreground and print its URL
+  locust -f $(fleetbed locustfile) -H http://127.0.0.1:8080   the installed fleet, run by hand
   FLEETBED_DATABASE_URL=postgresql://user:pass@db:5432/fleet fleetbed migrate
 """
 
@@ -70,7 +71,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     try:
-        settings = Settings.from_env()
+        # Commands that only read what is installed (`locustfile`) leave the data dir and its secrets alone.
+        settings = Settings.from_env() if getattr(args, "needs_settings", True) else None
         code: int = args.run(settings, args)
         return code
     except USER_ERRORS as exc:

@@ -1,5 +1,6 @@
 """`fleetbed experiment`: the main job, headless: ramp simulated devices, then write the CSVs, `summary.json` and
-`report.html` to `--out`. The logic lives in `app.experiment`."""
+`report.html` to `--out`. With `--target URL`, against an existing deployment (only the generator runs here). The
+logic lives in `app.experiment`."""
 
 from __future__ import annotations
 
@@ -53,6 +54,24 @@ def register(commands: Any) -> None:
     parser.add_argument("--interval", type=parse_duration_s, default=30.0, help="device cycle (default 30s)")
     parser.add_argument("--no-prometheus", action="store_true", help="do not start Prometheus even when installed")
     parser.add_argument("--out", type=Path, help="run directory (default $FLEETBED_DATA_DIR/runs/<time>)")
+    deployment = parser.add_argument_group(
+        "an existing deployment", "drive a deployed service instead of starting one here (only the generator runs here)"
+    )
+    deployment.add_argument("--target", help="the deployment's service URL, e.g. http://10.0.0.2:8080")
+    deployment.add_argument(
+        "--prometheus", dest="prometheus_url", help="the deployment's Prometheus: its hosts and PostgreSQL as evidence"
+    )
+    deployment.add_argument(
+        "--operator-token-file", type=Path, help="the service's operator token (default $FLEETBED_OPERATOR_TOKEN)"
+    )
+    deployment.add_argument("--processes", type=int, default=1, help="local Locust processes (default 1)")
+    deployment.add_argument("--master", action="store_true", help="run a Locust master here for remote workers")
+    deployment.add_argument("--expect-workers", type=int, default=1, help="with --master: workers to wait for")
+    deployment.add_argument(
+        "--master-bind-host",
+        default="0.0.0.0",  # noqa: S104 (remote workers connect from other hosts)
+        help="with --master: address workers reach",
+    )
     parser.set_defaults(run=run)
 
 
@@ -66,6 +85,16 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     if devices < 0 or args.workers < 1 or (step_devices is not None and step_devices < 1):
         print("fleetbed experiment: --devices must be >= 0, --step-devices and --workers >= 1", file=sys.stderr)
         return 2
+    if args.processes < 1 or args.expect_workers < 1:
+        print("fleetbed experiment: --processes and --expect-workers must be >= 1", file=sys.stderr)
+        return 2
+    if args.target is None and (args.prometheus_url or args.master):
+        print("fleetbed experiment: --prometheus and --master go with --target URL", file=sys.stderr)
+        return 2
+    if args.operator_token_file is not None:
+        from dataclasses import replace
+
+        settings = replace(settings, operator_token=args.operator_token_file.read_text().strip())
     duration = args.duration
     if duration is None and not until_failure:
         duration = DEFAULT_DURATION_S
@@ -88,6 +117,12 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         connections_per_user=args.connections_per_user,
         interval_s=args.interval,
         prometheus=not args.no_prometheus,
+        target=args.target,
+        prometheus_url=args.prometheus_url,
+        processes=args.processes,
+        master=args.master,
+        expect_workers=args.expect_workers,
+        master_bind=args.master_bind_host,
     )
     try:
         return run_experiment(settings, plan)

@@ -1,4 +1,14 @@
-"""The data layer: plain functions taking a connection or pool, SQL with `$n` parameters only."""
+"""The data layer: plain functions taking a connection or pool, SQL with `$n` parameters only.
+
+It imports nothing of `app` outside `app/db` (a test holds it to that): plain values in, plain values out.
+
+- `pool`: the asyncpg pool and the database layout learnt at startup; `migrations`: the migration runner;
+- `readings`: `Reading`, one measurement; `measurements`: storing readings (the ingest statement);
+- `derived`: how the hourly rollup and the fleet totals accumulate, shared by every writer;
+- `devices`: devices and their standing commands; `runs`: load-test run records;
+- `stats`: GET /stats from maintained state; `fleet_size`: the fleet-size gauges;
+- `backfill`: the SQL of `fleetbed backfill`.
+"""
 
 from __future__ import annotations
 

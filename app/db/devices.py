@@ -12,7 +12,7 @@ from typing import Any
 import asyncpg
 import orjson
 
-from app.db import TOTALS_SHARDS
+from app.db import TOTALS_SHARDS, Connection
 from app.db.derived import fleet_totals_upsert
 
 
@@ -117,6 +117,16 @@ async def reset_secret(pool: asyncpg.Pool, device_id: uuid.UUID) -> bool:
     """Forget a device's secret: its next login gets a new one (the operator's call); False when unregistered."""
     updated = await pool.fetchval("UPDATE device SET secret_hash = NULL WHERE id = $1 RETURNING true", device_id)
     return bool(updated)
+
+
+async def unregistered_devices(conn: Connection, device_ids: list[uuid.UUID]) -> set[uuid.UUID]:
+    """Those of `device_ids` that have no `device` row (a token can outlive its row: a restored or new database)."""
+    rows = await conn.fetch(
+        "SELECT id FROM unnest($1::uuid[]) AS given(id)"
+        " WHERE NOT EXISTS (SELECT 1 FROM device d WHERE d.id = given.id)",
+        device_ids,
+    )
+    return {row["id"] for row in rows}
 
 
 async def device_exists(pool: asyncpg.Pool, device_id: uuid.UUID) -> bool:

@@ -2,7 +2,8 @@
 
 Each file runs in its own transaction under a session advisory lock, so two migrators started at once apply
 every file exactly once. A file whose checksum differs from the one recorded when it was applied stops the
-run: applied migrations are history, and a changed file means the code and the database disagree.
+run: applied migrations are history, and a changed file means the code and the database disagree. Before
+anything is applied, the server's TimescaleDB state is read and decided on (`app.db.timescaledb`).
 
 A file whose first line is `-- compatibility: additive` declares that code written before it keeps working on the
 schema it leaves (a new nullable column, a new table or index). The runner records that; a fleetbed that finds
@@ -16,15 +17,26 @@ import hashlib
 import logging
 import re
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
+import asyncpg
+
 from app.db import Connection
+from app.db.timescaledb import ENABLE_HINT, Outcome, decide, read_state
+
+log = logging.getLogger(__name__)
 
 # Arbitrary but fixed: the advisory lock key all fleetbed migrators share ("fleetbed" in ASCII).
 MIGRATION_LOCK_KEY = 0x666C656574626564
+# The migration that picks the layout (TimescaleDB or plain) is the one that creates the extension.
+LAYOUT_MARK = "CREATE EXTENSION IF NOT EXISTS timescaledb"
 _FILE_NAME = re.compile(r"(\d{3,})_([a-z0-9_]+)\.sql")
 ADDITIVE_MARK = "-- compatibility: additive"
-log = logging.getLogger(__name__)
+
+
+# Where an installed wheel keeps the SQL files inside the `app` package (pyproject.toml maps migrations/ there).
+PACKAGED_DIR = "_migrations"
 
 
 class MigrationError(RuntimeError):
@@ -45,10 +57,14 @@ class Migration:
 
 
 def migrations_dir() -> Path:
-    packaged = Path(__file__).resolve().parent.parent / "_migrations"
-    if packaged.is_dir():
-        return packaged
-    return Path(__file__).resolve().parent.parent.parent / "migrations"
+    """The SQL files: inside the installed package, else the source checkout's `migrations/`.
+
+    The data layer finds its own files (it imports nothing of `app` outside `app/db`); `app.stack.resources`
+    finds the other shipped folders the same way and hands this one on.
+    """
+    package = Path(str(resources.files("app")))
+    packaged = package / PACKAGED_DIR
+    return packaged if packaged.is_dir() else package.parent / "migrations"
 
 
 def load_migrations(directory: Path | None = None) -> list[Migration]:
@@ -123,6 +139,15 @@ def check_history(known: list[Migration], applied: dict[int, str], additive: set
     return [m for m in known if m.version not in applied]
 
 
+async def check_timescaledb(conn: Connection, pending: list[Migration]) -> None:
+    """Say what the migrations will do about TimescaleDB; raise `MigrationError` in a state they cannot handle."""
+    decision = decide(await read_state(conn), any(LAYOUT_MARK in m.sql for m in pending))
+    if decision.outcome is Outcome.STOP:
+        raise MigrationError(decision.message or "TimescaleDB is in a state the migrations cannot handle")
+    if decision.message and (pending or decision.warn):
+        (log.warning if decision.warn else log.info)("%s", decision.message)
+
+
 async def migrate(conn: Connection, known: list[Migration] | None = None) -> list[Migration]:
     """Apply every pending migration; return what was applied (empty when the database was current)."""
     known = load_migrations() if known is None else known
@@ -131,19 +156,26 @@ async def migrate(conn: Connection, known: list[Migration] | None = None) -> lis
         await conn.execute(_CREATE_TABLE)
         await conn.execute(_ADD_ADDITIVE)
         pending = check_history(known, await applied_migrations(conn), await additive_versions(conn))
+        await check_timescaledb(conn, pending)
         for migration in pending:
-            async with conn.transaction():
-                await conn.execute(migration.sql)
-                await conn.execute(
-                    "INSERT INTO schema_migrations (version, name, checksum, additive) VALUES ($1, $2, $3, $4)",
-                    migration.version,
-                    migration.name,
-                    migration.checksum,
-                    migration.additive,
-                )
+            try:
+                async with conn.transaction():
+                    await conn.execute(migration.sql)
+                    await conn.execute(
+                        "INSERT INTO schema_migrations (version, name, checksum, additive) VALUES ($1, $2, $3, $4)",
+                        migration.version,
+                        migration.name,
+                        migration.checksum,
+                        migration.additive,
+                    )
+            except asyncpg.PostgresError as exc:
+                if "must be preloaded" in str(exc):  # the server's own refusal, should the check above miss it
+                    raise MigrationError(f"TimescaleDB is installed but not preloaded: {ENABLE_HINT}") from None
+                raise
         return pending
     finally:
-        await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK_KEY)
+        if not conn.is_closed():  # a server that refused to load TimescaleDB closes the session
+            await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK_KEY)
 
 
 async def pending_migrations(conn: Connection, known: list[Migration]) -> list[Migration]:

@@ -2,11 +2,13 @@
 
 Judged on the *stress step* (the knee, else the first step that broke the SLO, else the last step) against the
 first step. A generator out of CPU is named first: then nothing measured on the service can be trusted. Then, in
-the order they usually give out on one machine: service CPU, the database pool, commit time, GC pauses,
-event-loop lag. Last, the generator again: devices behind schedule while the service answered quickly, or
-answers far slower at the devices than at the service (time spent in the generator's own queues), with none of
-the service's resources saturated. (A device waiting on a stuck service also falls behind its schedule, so lag
-alone does not blame the generator.)
+the order they usually give out: service CPU; the database's own resources when they were measured (its CPU, lock
+waits, its disk, the network to it: `host_verdict`); the database pool; commit time; a machine whose cores were
+shared and full, or short of memory; GC pauses; event-loop lag. Last, the generator again: devices behind schedule
+while the service answered quickly, or answers far slower at the devices than at the service (time spent in the
+generator's own queues), with none of the service's resources saturated. (A device waiting on a stuck service also
+falls behind its schedule, so lag alone does not blame the generator.) `unknown` only when nothing measured rose,
+and then the sentence names what could not be seen.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import math
 from dataclasses import dataclass
 
 from app.experiment.analysis import StepFigures
+from app.experiment.host_verdict import host_evidence, judge_database, judge_machines
+from app.experiment.hosts import HostEvidence
 
 GENERATOR_CPU_SATURATED = 0.85  # of one core: Locust runs one process
 SERVICE_CPU_SATURATED = 0.8  # of one core per worker
@@ -35,7 +39,9 @@ CLIENT_GAP_MS = 100.0
 
 @dataclass(frozen=True)
 class Diagnosis:
-    kind: str  # generator, service-cpu, pool, commit, gc, event-loop, none, unknown
+    # generator, service-cpu, database-cpu, lock-waits, database-disk, network, pool, commit, shared-cores,
+    # host-memory, gc, event-loop, none, unknown
+    kind: str
     sentence: str
     evidence: list[str]
     step_devices: int | None
@@ -44,6 +50,11 @@ class Diagnosis:
 def _ms(value: float) -> str:
     """A duration for a sentence; none measured (no acquire completed, say) reads as such, not as "nan ms"."""
     return f"{value:.1f} ms" if math.isfinite(value) else "no figure (none completed)"
+
+
+def _locust_cpu(cores: float) -> str:
+    """Locust's CPU for a sentence: a run read back from Prometheus has none (the master exports no process CPU)."""
+    return f"Locust used {cores:.2f} cores" if math.isfinite(cores) else "Locust's CPU was not measured"
 
 
 def _rose(now: float, before: float, floor: float) -> bool:
@@ -58,7 +69,9 @@ def stress_step(steps: list[StepFigures], knee_step: StepFigures | None) -> Step
     return min(candidates, key=lambda s: s.devices) if candidates else steps[-1]
 
 
-def diagnose(steps: list[StepFigures], knee_step: StepFigures | None, workers: int) -> Diagnosis:
+def diagnose(
+    steps: list[StepFigures], knee_step: StepFigures | None, workers: int, hosts: HostEvidence | None = None
+) -> Diagnosis:
     if not steps:
         return Diagnosis("unknown", "No step lasted long enough to judge: run longer.", [], None)
     step, base = stress_step(steps, knee_step), steps[0]
@@ -73,6 +86,7 @@ def diagnose(steps: list[StepFigures], knee_step: StepFigures | None, workers: i
         f"acquire {_ms(step.pool_acquire_ms)} (first step {_ms(base.pool_acquire_ms)})",
         f"commit {step.commit_ms:.1f} ms per batch (first step {base.commit_ms:.1f} ms)",
         f"GC {100 * step.gc_fraction:.1f}% of the time, event-loop lag {step.loop_lag_ms:.1f} ms",
+        *host_evidence(hosts, step),
     ]
     server_fast = not math.isfinite(step.server_ms) or step.server_ms < FAST_SERVER_MS
     generator_busy = math.isfinite(step.generator_cpu_cores) and step.generator_cpu_cores >= GENERATOR_CPU_SATURATED
@@ -86,9 +100,9 @@ def diagnose(steps: list[StepFigures], knee_step: StepFigures | None, workers: i
     )
     generator_limit = Diagnosis(
         "generator",
-        f"The generator was the limit, not the service: {at} Locust used {step.generator_cpu_cores:.2f} cores and "
+        f"The generator was the limit, not the service: {at} {_locust_cpu(step.generator_cpu_cores)} and "
         f"devices ran {step.lag_p99_ms:.0f} ms behind schedule (p99) and saw a p50 of {step.p50_ms:.0f} ms while "
-        f"the service answered in {step.server_ms:.1f} ms on average with {step.service_cpu_cores:.2f} cores.",
+        f"the service answered in {_ms(step.server_ms)} on average with {step.service_cpu_cores:.2f} cores.",
         evidence,
         step.devices,
     )
@@ -102,6 +116,9 @@ def diagnose(steps: list[StepFigures], knee_step: StepFigures | None, workers: i
             evidence,
             step.devices,
         )
+    database = judge_database(hosts, step, base)
+    if database is not None:
+        return Diagnosis(database.kind, database.sentence, evidence, step.devices)
     # Ingest writers keep their connections, so a small pool looks busy while nobody waits: full means both.
     pool_full = (
         math.isfinite(step.pool_utilisation)
@@ -131,6 +148,9 @@ def diagnose(steps: list[StepFigures], knee_step: StepFigures | None, workers: i
             evidence,
             step.devices,
         )
+    machine = judge_machines(hosts, step, base)
+    if machine is not None:
+        return Diagnosis(machine.kind, machine.sentence, evidence, step.devices)
     if math.isfinite(step.gc_fraction) and step.gc_fraction >= GC_FRACTION:
         return Diagnosis(
             "gc",
@@ -160,9 +180,17 @@ def diagnose(steps: list[StepFigures], knee_step: StepFigures | None, workers: i
             evidence,
             step.devices,
         )
-    return Diagnosis(
-        "unknown",
-        f"Latency rose {at} without a measured resource saturating (see the evidence); look at the database host.",
-        evidence,
-        step.devices,
+    return Diagnosis("unknown", unknown_sentence(at, hosts), evidence, step.devices)
+
+
+def unknown_sentence(at: str, hosts: HostEvidence | None) -> str:
+    """Latency rose and nothing measured did: say what was not measured, so the reader knows where to look."""
+    if hosts is None:
+        unseen = ["the machines and the database (no host evidence was recorded for this run)"]
+    else:
+        unseen = hosts.unseen
+    if not unseen:
+        return f"Latency rose {at} without a measured resource saturating (see the evidence); every host was measured."
+    return (
+        f"Latency rose {at} without a measured resource saturating (see the evidence). Not seen: {'; '.join(unseen)}."
     )

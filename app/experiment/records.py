@@ -1,5 +1,6 @@
 """Reading a run directory back: Locust's stats history (`locust_stats_history.csv`, one row per entry per
-second with `--csv-full-history`), the sampled resources (`resources.csv`) and the plan (`experiment.json`)."""
+second with `--csv-full-history`), the sampled resources (`resources.csv`), the machines and the database
+(`hosts.csv`, `hosts.json`) and the plan (`experiment.json`)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from app.experiment.hosts import HostEvidence, read_hosts
 
 LAG_TYPE = "LAG"
 AGGREGATED = "Aggregated"
@@ -45,6 +48,7 @@ class RunRecords:
     aggregated: EntryHistory
     lag: EntryHistory | None
     resources: dict[str, np.ndarray]  # column -> values, aligned on resources["timestamp"]
+    hosts: HostEvidence | None = None  # the machines and the database (`hosts.csv`), when recorded
 
 
 def _number(text: str) -> float:
@@ -101,4 +105,5 @@ def read_run(directory: Path) -> RunRecords:
     plan_path = directory / PLAN_FILE
     plan: dict[str, Any] = json.loads(plan_path.read_text()) if plan_path.exists() else {}
     entries, aggregated, lag = read_history(history)
-    return RunRecords(plan, entries, aggregated, lag, read_resources(directory / RESOURCES_FILE))
+    resources = read_resources(directory / RESOURCES_FILE)
+    return RunRecords(plan, entries, aggregated, lag, resources, read_hosts(directory))

@@ -51,7 +51,7 @@ def build_summary(records: RunRecords) -> tuple[dict[str, Any], list[StepFigures
     slo = str(plan.get("slo") or DEFAULT_SLO)
     steps = step_figures(records, slo)
     knee_step = knee(steps)
-    diagnosis = diagnose(steps, knee_step, int(plan.get("workers", 1) or 1))
+    diagnosis = diagnose(steps, knee_step, int(plan.get("workers", 1) or 1), records.hosts)
     found = capacity(steps)
     summary = {
         "plan": plan,

@@ -20,9 +20,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from app.experiment.hosts import HOSTS_FILE, write_roles
 from app.experiment.progress import ProgressLine
 from app.experiment.report_html import write_report
-from app.experiment.sampler import ResourceSampler
+from app.experiment.sampler import LocalHostProbe, ResourceSampler, database_is_local, local_host_roles
 from app.settings import Settings
 from app.stack.database import database_url, report_migrations
 from app.stack.processes import child, fleetbed_args, free_port, stop, wait_until_ready
@@ -34,8 +35,9 @@ from app.stack.prometheus_server import (
     prometheus_binary,
     write_local_config,
 )
+from app.stack.resources import locustfile
 
-LOCUSTFILE = Path(__file__).resolve().parents[2] / "locustfiles" / "kettle.py"
+LOCUSTFILE = locustfile()
 EXPORT_STEP_MS = 1000
 LOCUST_STOP_TIMEOUT_S = 30.0
 INTERRUPTED = 130
@@ -55,6 +57,14 @@ class ExperimentPlan:
     interval_s: float
     connections_per_user: int = 0
     prometheus: bool = True
+    # An existing deployment instead of a local service and database (`target_run`): its URL, its Prometheus, and
+    # the generator: local processes, or a master that waits for remote workers.
+    target: str | None = None
+    prometheus_url: str | None = None
+    processes: int = 1
+    master: bool = False
+    expect_workers: int = 0
+    master_bind: str = "0.0.0.0"  # noqa: S104 (remote workers connect from other hosts)
 
     def users(self, devices: int) -> int:
         return max(1, math.ceil(devices / self.devices_per_user))
@@ -70,6 +80,10 @@ def locust_args(plan: ExperimentPlan, service_url: str, metrics_port: int) -> li
     ]  # fmt: skip
     if plan.connections_per_user:
         args += ["--connections-per-user", str(plan.connections_per_user)]
+    if plan.master:
+        args += ["--master", "--master-bind-host", plan.master_bind, "--expect-workers", str(plan.expect_workers)]
+    elif plan.processes > 1:
+        args += ["--processes", str(plan.processes)]
     if plan.step_devices or plan.until_failure:
         step_users = plan.users(plan.step_devices or max(1, plan.devices // 5))
         args += ["--shape", "until-failure" if plan.until_failure else "step", "--step-users", str(step_users),
@@ -96,6 +110,10 @@ def export_prometheus(prometheus_url: str, start: float, end: float, path: Path)
 
 
 def run_experiment(settings: Settings, plan: ExperimentPlan) -> int:
+    if plan.target is not None:
+        from app.experiment.target_run import run_against_target
+
+        return run_against_target(settings, plan)
     plan.out.mkdir(parents=True, exist_ok=True)
     record: dict[str, Any] = {**asdict(plan), "out": str(plan.out), "started_at": time.time(), "interrupted": False}
     log = sys.stderr
@@ -134,7 +152,10 @@ def run_experiment(settings: Settings, plan: ExperimentPlan) -> int:
                 print(f"fleetbed experiment: Prometheus on {prometheus.url}", file=log)
             except PrometheusError as exc:
                 print(f"fleetbed experiment: running without Prometheus: {exc}", file=log)
-        sampler = ResourceSampler(plan.out / "resources.csv", f"{service_url}/metrics").start()
+        (plan.out / HOSTS_FILE).unlink(missing_ok=True)
+        write_roles(plan.out, *local_host_roles(url))
+        probe = LocalHostProbe(database_here=database_is_local(url))
+        sampler = ResourceSampler(plan.out / "resources.csv", f"{service_url}/metrics", host_probe=probe).start()
         stack.callback(sampler.stop)
         record["started_at"] = time.time()
         locust_log = plan.out / "locust.log"

@@ -1,20 +1,27 @@
-"""Resources of the service and the generator during a run, sampled every second into `resources.csv`.
+"""Resources of the service and the generator during a run, sampled every second into `resources.csv`, and this
+machine's own figures into `hosts.csv` (host "local", see `app.experiment.hosts`).
 
 The service's own `/metrics` is read (worker samples summed), so the evidence exists with or without Prometheus;
 the generator's CPU comes from `/proc/<pid>/stat` of the Locust process. Columns are cumulative counters or
-gauges as read; `analysis` turns them into rates per step.
+gauges as read; `analysis` turns them into rates per step. The machine's figures (CPU by mode, memory, swap,
+disks, network, and PostgreSQL's processes when the database runs here) come from /proc, as rates already.
 """
 
 from __future__ import annotations
 
 import csv
+import math
 import os
 import threading
 import time
+import urllib.parse
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
+
+from app.experiment.hosts import HOSTS_FILE, write_rows
 
 # Column name -> (sample name, value kind); every sample of that name is summed over its labels.
 SERVICE_SAMPLES: dict[str, str] = {
@@ -64,11 +71,116 @@ def process_cpu_seconds(pid: int) -> float | None:
     return sum(int(value) for value in fields[11:15]) / CLOCK_TICKS
 
 
+LOCAL_HOST = "local"
+_BUSY_MODES = (0, 1, 2, 5, 6, 7)  # user, nice, system, irq, softirq, steal of /proc/stat's cpu line
+_IOWAIT_MODE = 4
+
+
+def _cpu_modes() -> tuple[int, float, float]:
+    """(cores, busy seconds, I/O wait seconds) of the whole machine so far."""
+    cores, busy, iowait = 0, 0.0, 0.0
+    for line in Path("/proc/stat").read_text().splitlines():
+        if line.startswith("cpu "):
+            ticks = [int(value) for value in line.split()[1:]]
+            busy = sum(ticks[index] for index in _BUSY_MODES if index < len(ticks)) / CLOCK_TICKS
+            iowait = ticks[_IOWAIT_MODE] / CLOCK_TICKS
+        elif line.startswith("cpu"):
+            cores += 1
+    return cores, busy, iowait
+
+
+def _memory() -> tuple[float, float]:
+    """(available share of memory, pages swapped in + out so far)."""
+    info = {}
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        name, _, rest = line.partition(":")
+        info[name] = float(rest.split()[0])
+    swapped = 0.0
+    for line in Path("/proc/vmstat").read_text().splitlines():
+        name, _, value = line.partition(" ")
+        if name in ("pswpin", "pswpout"):
+            swapped += float(value)
+    return info.get("MemAvailable", math.nan) / max(1.0, info.get("MemTotal", 1.0)), swapped
+
+
+def _disks() -> dict[str, tuple[float, float, float]]:
+    """Per block device: (I/Os completed, seconds spent on them, seconds the device was busy) so far."""
+    disks = {}
+    for line in Path("/proc/diskstats").read_text().splitlines():
+        fields = line.split()
+        if len(fields) >= 14 and not fields[2].startswith("ram"):
+            ios = float(fields[3]) + float(fields[7])
+            disks[fields[2]] = (ios, (float(fields[6]) + float(fields[10])) / 1000, float(fields[12]) / 1000)
+    return disks
+
+
+def _network_bytes() -> float:
+    total = 0.0
+    for line in Path("/proc/net/dev").read_text().splitlines()[2:]:
+        name, _, counters = line.partition(":")
+        if name.strip() != "lo":
+            fields = counters.split()
+            total += float(fields[0]) + float(fields[8])
+    return total
+
+
+def _postgres_cpu_seconds() -> float:
+    """CPU of every process named `postgres` here (the postmaster's waited-for children included)."""
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if stat[stat.find("(") + 1 : stat.rfind(")")] == "postgres":
+                total += sum(int(v) for v in stat.rsplit(")", 1)[1].split()[11:15]) / CLOCK_TICKS
+    return total
+
+
+class LocalHostProbe:
+    """This machine's figures as rates since the previous reading: one row per quantity per `read()`."""
+
+    def __init__(self, database_here: bool) -> None:
+        self.database_here = database_here
+        self._previous: dict[str, float] = {}
+        self._previous_disks: dict[str, tuple[float, float, float]] = {}
+        self._previous_at = math.nan
+
+    def read(self) -> Iterator[tuple[str, float]]:
+        now = time.monotonic()
+        cores, busy, iowait = _cpu_modes()
+        available, swapped = _memory()
+        counters = {"cpu_busy_cores": busy, "cpu_iowait_cores": iowait, "swap_pages_per_s": swapped,
+                    "net_bytes_per_s": _network_bytes()}  # fmt: skip
+        if self.database_here:
+            counters["postgres_cpu_cores"] = _postgres_cpu_seconds()
+        disks = _disks()
+        elapsed = now - self._previous_at
+        yield "cpu_cores", float(cores)
+        yield "mem_available_ratio", available
+        if math.isfinite(elapsed) and elapsed > 0:
+            for name, value in counters.items():
+                yield name, max(0.0, value - self._previous.get(name, value)) / elapsed
+            util, await_ms = 0.0, math.nan
+            for disk, (ios, io_seconds, busy_seconds) in disks.items():
+                before = self._previous_disks.get(disk, (ios, io_seconds, busy_seconds))
+                disk_util = (busy_seconds - before[2]) / elapsed
+                if disk_util >= util and ios > before[0]:
+                    util, await_ms = disk_util, 1000 * (io_seconds - before[1]) / (ios - before[0])
+            yield "disk_util", min(1.0, util)
+            yield "disk_await_ms", await_ms
+        self._previous, self._previous_disks, self._previous_at = counters, disks, now
+
+
 class ResourceSampler:
     """A thread writing one row per `interval_s` to `path` until `stop()`."""
 
-    def __init__(self, path: Path, metrics_url: str, interval_s: float = 1.0) -> None:
+    def __init__(
+        self, path: Path, metrics_url: str, interval_s: float = 1.0, host_probe: LocalHostProbe | None = None
+    ) -> None:
         self.path = path
+        self.host_probe = host_probe
         self.metrics_url = metrics_url
         self.interval_s = interval_s
         self.generator_pid: int | None = None
@@ -90,12 +202,23 @@ class ResourceSampler:
             writer.writeheader()
             while not self._stop.is_set():
                 started = time.monotonic()
+                self._sample_host()
                 row = self._sample()
                 if row is not None:
                     writer.writerow(row)
                     out.flush()
                     self.latest = row
                 self._stop.wait(max(0.0, self.interval_s - (time.monotonic() - started)))
+
+    def _sample_host(self) -> None:
+        if self.host_probe is None:
+            return
+        when = time.time()
+        try:
+            readings = list(self.host_probe.read())
+        except (OSError, ValueError, IndexError):
+            return  # not a Linux /proc: the report names the machine's figures as unseen
+        write_rows(self.path.parent / HOSTS_FILE, ((when, LOCAL_HOST, q, v) for q, v in readings), append=True)
 
     def _sample(self) -> dict[str, float] | None:
         try:
@@ -106,3 +229,23 @@ class ResourceSampler:
         generator = process_cpu_seconds(self.generator_pid) if self.generator_pid else None
         row["generator_cpu_seconds"] = generator if generator is not None else float("nan")
         return row
+
+
+def database_is_local(database_url: str) -> bool:
+    """Whether the database URL points at this machine (a socket, localhost or a loopback address)."""
+    host = urllib.parse.urlsplit(database_url).hostname or ""
+    return host in ("", "localhost") or host.startswith("127.") or host == "::1" or host.startswith("/")
+
+
+def local_host_roles(database_url: str) -> tuple[dict[str, list[str]], list[str]]:
+    """The roles of this machine in a local experiment, and what the local sampler cannot see."""
+    here = database_is_local(database_url)
+    roles = {LOCAL_HOST: ["service", "generator", *(["database"] if here else [])]}
+    unseen = [
+        "PostgreSQL's wait events, commits and WAL timing (no postgres_exporter in a local experiment; "
+        "`fleetbed report --prometheus` reads them from a deployment's postgres_exporter)"
+    ]
+    if not here:
+        where = urllib.parse.urlsplit(database_url).hostname
+        unseen.insert(0, f"the database host {where}: its CPU, memory and disks (run node_exporter there)")
+    return roles, unseen

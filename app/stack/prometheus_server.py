@@ -20,6 +20,7 @@ from types import TracebackType
 
 from app.stack.lifetime import die_with_parent
 from app.stack.processes import stop
+from app.stack.resources import monitoring_dir
 
 INSTALL_HINT = (
     "Prometheus is not installed: on Debian/Ubuntu `apt-get install prometheus` (do not enable its service; "
@@ -31,11 +32,6 @@ STOP_TIMEOUT_S = 10.0
 
 class PrometheusError(RuntimeError):
     """The binary is missing, did not become ready, or exited early; the message says what to do."""
-
-
-def monitoring_dir() -> Path:
-    """`monitoring/` of the source checkout (deployments mount it; the wheel does not carry it)."""
-    return Path(__file__).resolve().parents[2] / "monitoring"
 
 
 def rule_files() -> list[Path]:
@@ -63,7 +59,7 @@ def local_config(targets: ScrapeTargets, scrape_interval_s: float = 5.0) -> str:
     if targets.postgres:
         jobs.append(("postgres", [targets.postgres]))
     interval = f"{scrape_interval_s:g}s"
-    rules = rule_files()  # none in an installed wheel without the checkout: scrapes only
+    rules = rule_files()
     lines = [
         "# Written by fleetbed for a run on one machine; the deployments use monitoring/prometheus/prometheus.yml.",
         "global:",

@@ -139,7 +139,7 @@ DATABASE: list[Panel] = [
         "s",
         [
             ("fleetbed:ingest_commit_duration_seconds:p95", "ingest batch: write + commit"),
-            # On PostgreSQL 18 an ingest batch is one autocommitted statement; older servers add a COMMIT.
+            # An ingest batch is one autocommitted statement on every server; COMMITs come from other writers.
             (
                 "histogram_quantile(0.95, sum by (le, statement) (rate(fleetbed_db_statement_duration_seconds_bucket"
                 '{statement=~"commit|insert:measurement"}[1m])))',

@@ -17,7 +17,9 @@ from tests.support.devices import BASE_TIME, reading
 class DriverReport:
     acknowledged: set[tuple[str, str]] = field(default_factory=set)
     statuses: dict[int, int] = field(default_factory=dict)
+    retry_after: set[str | None] = field(default_factory=set)  # the Retry-After of every 503
     connection_errors: int = 0
+    relogins: int = 0  # devices told 401 (their row gone) that logged in again with their id
 
     def count(self, status: int) -> None:
         self.statuses[status] = self.statuses.get(status, 0) + 1
@@ -26,16 +28,7 @@ class DriverReport:
 async def _device(
     base: str, session: aiohttp.ClientSession, report: DriverReport, stop: asyncio.Event, pace_s: float
 ) -> None:
-    device_id, headers = None, {}
-    while device_id is None and not stop.is_set():
-        try:
-            async with session.post(f"{base}/login") as response:
-                if response.status == 200:
-                    body = await response.json()
-                    device_id, headers = body["device_id"], {"Authorization": f"Bearer {body['token']}"}
-        except (aiohttp.ClientError, ConnectionError, TimeoutError):
-            report.connection_errors += 1
-            await asyncio.sleep(0.1)
+    device_id, headers = await _login(base, session, report, stop, None)
     n = 0
     while not stop.is_set():
         sent = reading(BASE_TIME + timedelta(seconds=n), charge_now=n % 1000, water_level=n % 101)
@@ -48,9 +41,31 @@ async def _device(
                     if pace_s:
                         await asyncio.sleep(pace_s)
                     continue
+                if response.status == 503:
+                    report.retry_after.add(response.headers.get("Retry-After"))
+                if response.status == 401:  # what a real device does: log in again, then send the reading again
+                    report.relogins += 1
+                    device_id, headers = await _login(base, session, report, stop, device_id)
         except (aiohttp.ClientError, ConnectionError, TimeoutError):
             report.connection_errors += 1
         await asyncio.sleep(0.05)  # not acknowledged: the same reading again, shortly
+
+
+async def _login(
+    base: str, session: aiohttp.ClientSession, report: DriverReport, stop: asyncio.Event, device_id: str | None
+) -> tuple[str | None, dict[str, str]]:
+    """Log in (as `device_id` when given, else as a new device) until it works or the run stops."""
+    while not stop.is_set():
+        try:
+            body = {"device_id": device_id} if device_id else None
+            async with session.post(f"{base}/login", json=body) as response:
+                if response.status == 200:
+                    answer = await response.json()
+                    return answer["device_id"], {"Authorization": f"Bearer {answer['token']}"}
+        except (aiohttp.ClientError, ConnectionError, TimeoutError):
+            report.connection_errors += 1
+        await asyncio.sleep(0.1)
+    return device_id, {}
 
 
 async def drive(base: str, devices: int, stop: asyncio.Event, report: DriverReport, pace_s: float = 0.0) -> None:
