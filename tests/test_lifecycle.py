@@ -297,11 +297,12 @@ async def test_the_service_stops_within_its_drain_budget_when_the_database_hangs
 
 
 def worker_pids(supervisor: subprocess.Popen[str]) -> set[int]:
-    return {
-        child.pid
-        for child in psutil.Process(supervisor.pid).children()
-        if "spawn_main" in " ".join(child.cmdline()) and child.status() != psutil.STATUS_ZOMBIE
-    }
+    pids = set()
+    for child in psutil.Process(supervisor.pid).children():
+        with contextlib.suppress(psutil.NoSuchProcess):  # one may exit while we look
+            if "spawn_main" in " ".join(child.cmdline()) and child.status() != psutil.STATUS_ZOMBIE:
+                pids.add(child.pid)
+    return pids
 
 
 def scrape(url: str) -> str:
