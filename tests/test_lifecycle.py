@@ -20,7 +20,7 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -94,6 +94,7 @@ class Started:
     process: subprocess.Popen[bytes]
     log: Path
     data_dir: Path
+    seen: list[psutil.Process] = field(default_factory=list)  # what it had started when it was signalled
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
@@ -127,8 +128,9 @@ def start(cluster: Path, tmp_path: Path) -> Iterator[object]:
 
     yield run
     for run_ in started:  # the test failed half-way: clean up what is left (the assertions already spoke)
-        for leftover in everything_started(run_):
-            leftover.kill()
+        for leftover in [*run_.seen, *everything_started(run_)]:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                leftover.kill()
         if run_.process.poll() is None:
             run_.process.kill()
             run_.process.wait()
@@ -182,7 +184,7 @@ def still_running(processes: list[psutil.Process]) -> list[str]:
 
 
 def signal_and_check(run_: Started, signum: signal.Signals, expected: set[str]) -> None:
-    children = everything_started(run_)
+    children = run_.seen = everything_started(run_)
     names = {" ".join(p.cmdline()) for p in children}
     for part in expected:
         assert any(part in name for name in names), f"{part} not running before the signal: {names}"
