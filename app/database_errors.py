@@ -2,7 +2,8 @@
 
 Every error from the database goes through `classify`, which maps it by SQLSTATE class, deliberately:
 
-    the server is away       connection lost or refused, 08xxx, 57P01-57P03 (shutdown, recovery)   503, 1 s
+    the server is away       connection lost or refused, 08xxx, 57P01-57P03 (shutdown, recovery),  503, 1 s
+                             asyncpg's protocol state broken by a goodbye that crossed a statement
     no answer in time        a connect, pool or statement timeout on our side                        503, 2 s
     out of resources         53xxx: disk full, out of memory, too many connections                   503, 10 s
     read-only                25006: a standby, or default_transaction_read_only                      503, 10 s
@@ -69,6 +70,8 @@ def classify(error: BaseException) -> Unavailable | None:
     if code is not None:
         found = _BY_SQLSTATE.get(code) or _BY_CLASS.get(code[:2])
         return None if found is None else Unavailable(*found)
+    if isinstance(error, asyncpg.InternalClientError):  # a server's goodbye caught mid-statement (see ingest)
+        return Unavailable(_AWAY, 1)
     if isinstance(error, TimeoutError):  # no connection, or no answer, within FLEETBED_DB_TIMEOUT_S (or twice it)
         return Unavailable("the database did not answer in time; retry after the delay in Retry-After", 2)
     if isinstance(error, DATABASE_UNAVAILABLE):
@@ -77,7 +80,9 @@ def classify(error: BaseException) -> Unavailable | None:
 
 
 def is_database_error(error: BaseException) -> bool:
-    return isinstance(error, (asyncpg.PostgresError, asyncpg.InterfaceError, *DATABASE_UNAVAILABLE))
+    return isinstance(
+        error, (asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError, *DATABASE_UNAVAILABLE)
+    )
 
 
 @dataclass

@@ -236,9 +236,10 @@ class BatchWriter:
                     raise
                 await asyncio.sleep(0.01 * (attempt + 1))
             except asyncpg.InternalClientError:
-                # The kept connection's protocol state broke, typically on a server's goodbye (shutdown, restart)
-                # that arrived while it was idle: try again on a fresh connection (a real bug fails every try).
+                # The connection's protocol state broke on a server's goodbye (shutdown, restart) that reached it
+                # while idle; the pool's other idle connections heard it too: replace them all, then try again.
                 await self._drop_connection(lane)
+                await self.pool.expire_connections()
                 if attempt == 2:
                     raise
             except BaseException:

@@ -6,11 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import shutil
-import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -21,19 +19,14 @@ from aiohttp.test_utils import TestClient
 from prometheus_client import CollectorRegistry
 
 from app.database_errors import ArgumentError, DatabaseFaults, classify
-from app.db.migrations import migrate
 from app.db.readings import Reading
 from app.errors import InternalError
 from app.keys import INGEST, METRICS
 from app.server import create_app
-from app.stack.embedded_db import EmbeddedPostgres
 from app.tokens import issue_device_token
 from tests.conftest import SECRET, AiohttpClient, make_settings
 from tests.support.db import scalar
 from tests.support.devices import Device, login, reading
-from tests.support.requirements import missing
-
-POSTGRES15 = Path("/usr/lib/postgresql/15/bin")
 
 
 def now_reading(seconds_ago: float = 0) -> dict[str, object]:
@@ -90,42 +83,11 @@ def errors_counted(client: TestClient, sqlstate_class: str, status: str) -> floa
     return registry.get_sample_value("fleetbed_database_errors_total", labels) or 0.0
 
 
-@pytest.fixture(scope="module")
-def postgres15() -> Iterator[str]:
-    """Debian's PostgreSQL 15, where the ingest statement locks the devices first (no RETURNING old)."""
-    if not (POSTGRES15 / "postgres").exists():
-        missing(f"PostgreSQL 15 is not installed in {POSTGRES15} (Debian's postgresql-15)")
-    data_dir = Path(tempfile.mkdtemp(prefix="fleetbed-test-pg15-"))
-    data_dir.chmod(0o755)
-    server = EmbeddedPostgres(data_dir)
-    server.bin_dir = POSTGRES15
-    running = server.start()
-    try:
-        asyncio.run(migrate_url(running.url))
-        yield running.url
-    finally:
-        server.stop()
-        shutil.rmtree(data_dir, ignore_errors=True)
-
-
-async def migrate_url(url: str) -> None:
-    conn = await asyncpg.connect(url)
-    try:
-        await migrate(conn)
-    finally:
-        await conn.close()
-
-
-@pytest.fixture(params=["postgresql-18", pytest.param("postgresql-15", marks=pytest.mark.slow)])
-def server_url(request: pytest.FixtureRequest) -> str:
-    url: str = request.getfixturevalue("pg_url" if request.param == "postgresql-18" else "postgres15")
-    return url
-
-
 async def test_a_device_whose_row_is_gone_gets_401_and_its_batch_neighbours_201(
-    server_url: str, tmp_path: Path, aiohttp_client: AiohttpClient
+    each_pg_url: str, tmp_path: Path, aiohttp_client: AiohttpClient
 ) -> None:
-    pg_url = server_url
+    """On PostgreSQL 18 (one autocommitted statement) and 15 (devices locked first, then the insert)."""
+    pg_url = each_pg_url
     client = await aiohttp_client(create_app(make_settings(pg_url, tmp_path, ingest_writers=1)))
     healthy = [await login(client) for _ in range(39)]
     ghost = await login(client)
@@ -222,6 +184,9 @@ def test_data_errors_are_bugs_and_connection_errors_pass() -> None:
     wrong shape) are 500s; an InterfaceError of a lost connection stays a 503."""
     assert classify(asyncpg.DataError("invalid input for query argument $3")) is None
     assert classify(ArgumentError("the argument is not a sequence")) is None
+    goodbye = classify(asyncpg.InternalClientError("cannot switch to state 12; another operation (2) is in progress"))
+    assert goodbye is not None
+    assert goodbye.retry_after_s == 1
     slow = classify(TimeoutError())
     assert slow is not None
     assert slow.retry_after_s == 2

@@ -131,6 +131,18 @@ def started(argv: list[str], cwd: Path, env: dict[str, str], log: Path) -> Itera
             os.killpg(process.pid, signal.SIGKILL)  # anything it left behind in its session
 
 
+def session_empties(process: subprocess.Popen[bytes], grace_s: float = 10.0) -> bool:
+    """True once nothing of the session the command led is left (its children stopped with it)."""
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(process.pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.2)
+    return False
+
+
 def answers(url: str, process: subprocess.Popen[bytes], log: Path, timeout_s: float = 90.0) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -288,6 +300,7 @@ def test_up_answers_on_every_url_then_stops_on_ctrl_c(installed: Installation, e
         assert "up," in (elsewhere / "up.csv").read_text()
         os.killpg(up.pid, signal.SIGINT)
         assert up.wait(timeout=STOP_TIMEOUT_S) == 0, log.read_text()[-4000:]
+        assert session_empties(up), "up left processes running after Ctrl-C"
 
 
 def test_locust_runs_the_installed_locustfile_against_the_installed_service(
@@ -379,4 +392,5 @@ def test_the_image_serves_as_its_cmd_and_passes_its_healthcheck(image: Image, pg
         assert healthcheck() == 0
         service.send_signal(signal.SIGTERM)  # what `docker stop` sends
         assert service.wait(timeout=STOP_TIMEOUT_S) == 0, log.read_text()[-4000:]
+        assert session_empties(service), "the service left processes running after SIGTERM"
     assert healthcheck() != 0, "the health check fails once nothing serves"

@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from app.experiment.prometheus_evidence import place, unseen_sources
 from app.stack.processes import free_port
+from app.stack.prometheus_export import Series
 from app.stack.prometheus_server import INSTALL_HINT, LocalPrometheus, prometheus_binary
 from tests.support.requirements import missing
 from tests.support.synthetic_prometheus import DATABASE, GENERATOR, SyntheticRun, backfill, config
@@ -96,3 +98,40 @@ def test_a_range_with_no_fleet_in_it_is_a_clear_error(kept: tuple[str, Synthetic
     assert done.returncode == 2
     assert "has no Locust metrics" in done.stderr, done.stderr
     assert "job `locust`" in done.stderr, done.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["--prometheus", "http://127.0.0.1:9"], "--prometheus needs --run RUN_ID (or latest) or --from TIME"),
+        (["--prometheus", "http://127.0.0.1:9", "--run", "latest"], "--run needs the service's URL"),
+        (["--prometheus", "http://127.0.0.1:9", "--from", "now-1m", "--to", "now-2m"], "--to must be after --from"),
+        (["--prometheus", "ftp://x", "--from", "now-1m"], "--prometheus must be an http(s) URL"),
+        ([], "give a run directory, or --prometheus URL"),
+    ],
+)
+def test_what_a_report_from_prometheus_needs_is_said(args: list[str], said: str, tmp_path: Path) -> None:
+    done = run_fleetbed(["report", *args, "--out", str(tmp_path / "r")], tmp_path / "data")
+    assert done.returncode == 2, done.stderr
+    assert said in done.stderr, done.stderr
+
+
+def test_compose_names_its_one_machine_and_a_network_keeps_its_hosts() -> None:
+    def up(job: str, instance: str) -> Series:
+        return Series("up", {"job": job, "instance": instance}, [])
+
+    # docker compose: one node exporter stands for the machine every container runs on.
+    compose = place([up("fleetbed", "app:8080"), up("locust", "locust-master:9646"), up("node", "node-exporter:9100"),
+                     up("postgres", "postgres-exporter:9187")])  # fmt: skip
+    assert compose.roles == {"node-exporter": ["service", "database", "generator"]}
+    assert compose.host_of("postgres-exporter:9187") == "node-exporter"
+    # A network: each address is a host; the database host has its node exporter, the generator's has none.
+    network = place([up("fleetbed", "10.1.0.2:8080"), up("node", "10.1.0.2:9100"), up("node", "10.1.0.3:9100"),
+                     up("postgres", "10.1.0.3:9187"), up("locust", "10.1.0.4:9646")])  # fmt: skip
+    assert network.roles == {"10.1.0.2": ["service"], "10.1.0.3": ["database"], "10.1.0.4": ["generator"]}
+    unseen = list(unseen_sources(network, {"db_backends_cpu", "db_wal_sync_ms"}))
+    assert unseen == [
+        "host 10.1.0.4 (generator): its CPU, memory, disks and network "
+        "(no node_exporter scraped there under job `node`)"
+    ]
+    assert any("--extend.query-path" in line for line in unseen_sources(network, set()))
