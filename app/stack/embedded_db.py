@@ -266,8 +266,10 @@ class EmbeddedPostgres:
         else:
             port = port or _free_port()
             # Before the start, so no moment exists where this process could die and leave the server running.
-            stop_command = [str(self.bin_dir / "pg_ctl"), "stop", "-D", str(self.pgdata), "-m", "fast", "-w"]
-            self._watcher = ParentWatcher(stop_command, self.run_as)
+            # One per cluster: a restart after a crash, or another try after a failed start, keeps the one it has.
+            if self._watcher is None or self._watcher.process.poll() is not None:
+                stop_command = [str(self.bin_dir / "pg_ctl"), "stop", "-D", str(self.pgdata), "-m", "fast", "-w"]
+                self._watcher = ParentWatcher(stop_command, self.run_as)
             self._run(
                 "pg_ctl", "start", "-D", str(self.pgdata), "-l", str(self.log_path), "-w", "-t", "60",
                 "-o", f"-p {port}",
