@@ -16,10 +16,13 @@ import time
 from pathlib import Path
 
 import gevent
-from _device import LAG_NAME, LAG_REQUEST_TYPE, SimulatedDevice
-from _fleet_user import FleetUser, SkippedSlots
+from _device import SimulatedDevice
+from _fleet_stats import fleet_stats
+from _fleet_user import FleetUser
 from locust import FastHttpUser, constant, task
 from locust.env import Environment
+
+from app.slo import percentile
 
 
 def rss_bytes() -> int:
@@ -52,16 +55,11 @@ def plain_user(interval_s: float) -> type[FastHttpUser]:
         @task
         def cycle(self) -> None:
             gevent.sleep(max(0.0, self.device.schedule.next_due - time.monotonic()))
-            slot = self.device.schedule.take(interval_s, time.monotonic(), random)  # type: ignore[arg-type]
-            for _ in range(slot.skipped):  # counted as in the grouped design: a failure per slot given up
-                self.report_lag((time.monotonic() - slot.planned) * 1000.0, SkippedSlots("fell behind"))
-            self.device.cycle(self.client, slot.planned, self.report_lag)
-
-        def report_lag(self, lag_ms: float, exception: Exception | None = None) -> None:
-            self.environment.events.request.fire(
-                request_type=LAG_REQUEST_TYPE, name=LAG_NAME, response_time=lag_ms, response_length=0,
-                exception=exception, context={},
-            )  # fmt: skip
+            now = time.monotonic()
+            slot = self.device.schedule.take(interval_s, now, random)  # type: ignore[arg-type]
+            fleet = fleet_stats(self.environment)
+            fleet.gave_up(slot.skipped, (now - slot.planned) * 1000.0)  # counted as in the grouped design
+            self.device.cycle(self.client, slot.planned, fleet.served)
 
     return PlainKettle
 
@@ -115,22 +113,24 @@ def main() -> None:
     spawn_s = time.monotonic() - started
     gevent.sleep(args.interval + 5)
     runner.stats.reset_all()
+    fleet = fleet_stats(environment)
+    fleet.reset()
     server_start = process_cpu_seconds(args.server_pid) if args.server_pid else 0.0
     cpu_start, window_start = cpu_seconds(), time.monotonic()
     gevent.sleep(args.window)
     elapsed = time.monotonic() - window_start
     cpu = (cpu_seconds() - cpu_start) / elapsed
     server_cpu = (process_cpu_seconds(args.server_pid) - server_start) / elapsed if args.server_pid else None
-    lag = runner.stats.get(LAG_NAME, LAG_REQUEST_TYPE)
-    requests = [e for e in runner.stats.entries.values() if e.method != LAG_REQUEST_TYPE]
+    slots = fleet.slots()
+    requests = list(runner.stats.entries.values())
     result = {
         "mode": args.mode,
         "devices": users * per_user,
         "planned_rps": users * per_user * 2 / args.interval,
         "achieved_rps": sum(e.num_requests for e in requests) / elapsed,
-        "failures": sum(e.num_failures for e in requests) + lag.num_failures,
-        "lag_p50_ms": lag.get_response_time_percentile(0.5) if lag.num_requests else None,
-        "lag_p99_ms": lag.get_response_time_percentile(0.99) if lag.num_requests else None,
+        "failures": sum(e.num_failures for e in requests) + slots.given_up,
+        "lag_p50_ms": percentile(slots.lag, 50),
+        "lag_p99_ms": percentile(slots.lag, 99),
         "latency_p99_ms": max((e.get_response_time_percentile(0.99) for e in requests if e.num_requests), default=None),
         "cpu": cpu,
         "server_cpu": server_cpu,

@@ -25,8 +25,6 @@ from app.limits import MAX_BATCH_READINGS
 MAX_BATCH = MAX_BATCH_READINGS  # the service's limit per request
 MAX_BACKLOG = 20_000
 MAX_BATCHES_PER_CYCLE = 5
-LAG_REQUEST_TYPE = "LAG"
-LAG_NAME = "schedule lag"
 
 
 class ReportLag(Protocol):
@@ -58,7 +56,7 @@ class SimulatedDevice:
         return {"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"}
 
     def cycle(self, client: Any, planned: float, report_lag: ReportLag) -> None:
-        """One interval's work; `planned` is the slot's planned start (time.monotonic())."""
+        """One interval's work; `planned` is the slot's planned start (time.monotonic()), its lag reported first."""
         report_lag((time.monotonic() - planned) * 1000.0)
         if self.token is None and not self.login(client):
             self.take_reading()

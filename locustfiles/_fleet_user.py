@@ -22,7 +22,8 @@ import traceback
 from typing import Any
 
 import gevent
-from _device import LAG_NAME, LAG_REQUEST_TYPE, SimulatedDevice
+from _device import SimulatedDevice
+from _fleet_stats import fleet_stats
 from _lean_http import LeanConnection
 from _options import DEFAULT_DEVICE_INTERVAL_S
 from locust import FastHttpUser, task
@@ -61,10 +62,6 @@ def ensure_open_files(connections: int) -> None:
         )
 
 
-class SkippedSlots(Exception):
-    """A device fell more than an interval behind its plan and gave up the slots it missed."""
-
-
 class FleetUser(FastHttpUser):
     """Carries `devices_per_user` devices; subclasses choose the device class (`device_class`)."""
 
@@ -89,30 +86,21 @@ class FleetUser(FastHttpUser):
         self.devices = [
             self.device_class(self.rng, self.interval_s, self.jitter, enroll_key) for _ in range(self.devices_per_user)
         ]
+        self.fleet = fleet_stats(environment)
         runner = environment.runner
         ensure_open_files(((runner.user_count if runner else 0) + 1) * self.concurrency)
 
     def report_lag(self, lag_ms: float) -> None:
-        self.environment.events.request.fire(
-            request_type=LAG_REQUEST_TYPE,
-            name=LAG_NAME,
-            response_time=lag_ms,
-            response_length=0,
-            exception=None,
-            context={},
-        )
+        """A slot served `lag_ms` after its plan: a fleet figure, not a request (`_fleet_stats`)."""
+        self.fleet.served(lag_ms)
 
     def report_skipped(self, skipped: int, lag_ms: float) -> None:
-        """Slots a device gave up because it fell behind: one failure of the lag entry per slot."""
-        for _ in range(skipped):
-            self.environment.events.request.fire(
-                request_type=LAG_REQUEST_TYPE,
-                name=LAG_NAME,
-                response_time=lag_ms,
-                response_length=0,
-                exception=SkippedSlots("the device fell more than an interval behind its plan"),
-                context={},
-            )
+        """Slots a device gave up because it fell more than an interval behind its plan."""
+        self.fleet.gave_up(skipped, lag_ms)
+
+    def backlog_readings(self) -> int:
+        """Readings taken and not yet uploaded, over the user's devices."""
+        return sum(len(device.backlog) for device in self.devices)
 
     def open_client(self) -> Any:
         """A worker's client: its own lean connection, or the user's shared FastHttpSession."""
@@ -129,6 +117,7 @@ class FleetUser(FastHttpUser):
         heapq.heapify(due)
         cycling: set[gevent.Greenlet] = set()
         self.stopping = False
+        self.fleet.carriers.add(self)
         workers = [gevent.spawn(self.serve_devices, due, self.open_client(), cycling) for _ in range(self.concurrency)]
         try:
             while self._state != LOCUST_STATE_STOPPING:  # a graceful stop (--stop-timeout) ends the task
@@ -136,6 +125,7 @@ class FleetUser(FastHttpUser):
                     ended.get()  # a worker only ends on an error it must not hide
         finally:
             self.stop_workers(workers, cycling)
+            self.fleet.carriers.discard(self)
 
     def stop_workers(self, workers: list[gevent.Greenlet], cycling: set[gevent.Greenlet]) -> None:
         """Idle workers go at once; a cycle under way may finish (within STOP_GRACE_S), so every request the
@@ -144,6 +134,10 @@ class FleetUser(FastHttpUser):
         gevent.killall([worker for worker in workers if worker not in cycling])
         gevent.joinall(workers, timeout=min(STOP_GRACE_S, self.network_timeout))
         gevent.killall(workers)
+        now = time.monotonic()
+        for device in self.devices:
+            behind_s = now - device.schedule.next_due
+            self.report_skipped(device.schedule.overdue(device.command.interval_s, now), behind_s * 1000.0)
 
     def serve_devices(self, due: list[tuple[float, int]], client: Any, cycling: set[gevent.Greenlet]) -> None:
         """One worker: take the next device off the plan, wait for its slot, run its cycle, put it back."""

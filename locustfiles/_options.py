@@ -1,11 +1,16 @@
 """The fleet's command-line options, added to Locust's own parser (also settable in `[tool.locust]` of
-pyproject.toml, in locust.conf, or as LOCUST_* environment variables, like every Locust option)."""
+pyproject.toml, in locust.conf, or as LOCUST_* environment variables, like every Locust option).
+
+Options that matter for each test (the shape, its steps, the SLO, the device interval, the run's name) are offered
+in the web UI's start form; those that only matter when the process starts (the make-up of a user, the HTTP
+client, the metrics endpoint, the run records) are not (`include_in_web_ui=False`)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-DEFAULT_SLO = ""
+from app.slo import DEFAULT_SLO
+
 DEFAULT_PROMETHEUS_PORT = 9646
 DEFAULT_DEVICE_INTERVAL_S = 30.0
 
@@ -16,6 +21,7 @@ def add_fleet_options(parser: Any) -> None:
         type=int,
         default=1,
         env_var="LOCUST_DEVICES_PER_USER",
+        include_in_web_ui=False,
         help="Simulated devices carried by one Locust user (1: one user and connection per device)",
     )
     parser.add_argument(
@@ -23,6 +29,7 @@ def add_fleet_options(parser: Any) -> None:
         type=int,
         default=0,
         env_var="LOCUST_CONNECTIONS_PER_USER",
+        include_in_web_ui=False,
         help="Connections (and worker greenlets) serving a user's devices (0: one per device, at most 20)",
     )
     parser.add_argument(
@@ -30,6 +37,7 @@ def add_fleet_options(parser: Any) -> None:
         choices=["lean", "fasthttp"],
         default="lean",
         env_var="LOCUST_HTTP_CLIENT",
+        include_in_web_ui=False,
         help="lean: each of a user's connections is a plain keep-alive connection served by its own worker "
         "(the cheapest per request); fasthttp: the workers share the user's FastHttpSession. Both report every "
         "request to Locust's stats",
@@ -53,6 +61,7 @@ def add_fleet_options(parser: Any) -> None:
         type=float,
         default=0.1,
         env_var="LOCUST_DEVICE_JITTER",
+        include_in_web_ui=False,
         help="Jitter of each planned cycle, as a fraction of the interval",
     )
     parser.add_argument(
@@ -80,10 +89,11 @@ def add_fleet_options(parser: Any) -> None:
     )
     parser.add_argument(
         "--slo",
-        default=DEFAULT_SLO,
+        default="",
         env_var="LOCUST_SLO",
         include_in_web_ui=True,
-        help="Objectives, e.g. 'p95=500, p99[/measurement]=1000, failures=0.01, lag_p99=250'",
+        help="Objectives judged on each window after its warm-up, and the exit code (none: Locust's own rules), "
+        f"e.g. '{DEFAULT_SLO}' (the default of `fleetbed experiment` and of --shape until-failure)",
     )
     parser.add_argument(
         "--run-name", default="", env_var="LOCUST_RUN_NAME", help="Name of the run record (default: shape and time)"
@@ -93,6 +103,7 @@ def add_fleet_options(parser: Any) -> None:
         type=float,
         default=15.0,
         env_var="LOCUST_SNAPSHOT_INTERVAL",
+        include_in_web_ui=False,
         help="Seconds between run snapshots sent to the service (POST /runs/{id}/snapshots)",
     )
     parser.add_argument(
@@ -107,6 +118,7 @@ def add_fleet_options(parser: Any) -> None:
         action="store_true",
         default=False,
         env_var="LOCUST_NO_RUN_RECORD",
+        include_in_web_ui=False,
         help="Do not register the run with the service's /runs API",
     )
     parser.add_argument(
@@ -114,11 +126,13 @@ def add_fleet_options(parser: Any) -> None:
         type=int,
         default=DEFAULT_PROMETHEUS_PORT,
         env_var="LOCUST_PROMETHEUS_PORT",
+        include_in_web_ui=False,
         help="Port of the master's /metrics (0: off)",
     )
     parser.add_argument(
         "--prometheus-host",
         default="0.0.0.0",  # noqa: S104  (like Locust's web UI: Prometheus scrapes it from another host)
         env_var="LOCUST_PROMETHEUS_HOST",
+        include_in_web_ui=False,
         help="Bind address of the master's /metrics (default: all interfaces, like the web UI)",
     )

@@ -8,19 +8,30 @@ Read from the master's aggregated stats at scrape time, so they cover all worker
     locust_requests_total{method,name}             counter  requests by request name
     locust_failures_total{method,name}             counter  failed requests by request name
     locust_request_duration_seconds{method,name}   histogram  latency by request name
-    fleetbed_generator_schedule_lag_seconds        histogram  actual minus planned send time of device cycles
+    fleetbed_generator_schedule_lag_seconds        histogram  actual minus planned start of the devices' slots
+                                                            (given-up slots at the lag they were given up at)
+    fleetbed_generator_slots_total                 counter  slots due (served + given up)
     fleetbed_generator_missed_slots_total          counter  slots given up by devices more than an interval behind
+    fleetbed_generator_backlog_readings            gauge    readings taken and not yet uploaded, all devices
+    fleetbed_generator_recent_requests_per_second  gauge    HTTP requests a second over the last 10 s
+    fleetbed_generator_recent_failures_per_second  gauge    failed HTTP requests a second over the last 10 s
+    fleetbed_generator_recent_request_seconds{quantile}        gauge  exact percentiles (0.5, 0.95, 0.99) of
+    fleetbed_generator_recent_schedule_lag_seconds{quantile}   gauge  the last 10 s (not bucket bounds)
+    fleetbed_generator_window_slo_met              gauge    the open window's SLO so far: 1 met, 0 broken (absent
+                                                            while it warms up, or without --slo)
 
-Names (`name`) are Locust request names (URL templates), so labels stay bounded.
+Names (`name`) are Locust request names (URL templates), so labels stay bounded. The `locust_*` families are
+HTTP requests only; the slots and the backlog are the fleet's own figures (`_fleet_stats`).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
-from _slo import LAG_REQUEST_TYPE
+from _fleet_stats import fleet_stats
+from _live import LiveState
 from locust.env import Environment
 from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
@@ -50,9 +61,13 @@ def histogram_buckets(response_times: dict[int, int], bounds_ms: tuple[int, ...]
     return buckets
 
 
+QUANTILES = (50, 95, 99)
+
+
 class LocustCollector(Collector):
-    def __init__(self, environment: Environment) -> None:
+    def __init__(self, environment: Environment, state: Callable[[], LiveState | None]) -> None:
         self.environment = environment
+        self.state = state
 
     def collect(self) -> Iterator[Metric]:
         runner = self.environment.runner
@@ -77,30 +92,73 @@ class LocustCollector(Collector):
         latency = HistogramMetricFamily(
             "locust_request_duration_seconds", "Request latency by request name", labels=["method", "name"]
         )
-        lag = HistogramMetricFamily("fleetbed_generator_schedule_lag_seconds", "Device cycle start minus its plan")
-        missed = CounterMetricFamily(
-            "fleetbed_generator_missed_slots", "Slots given up by devices more than an interval behind"
-        )
-        missed_count = 0
         for entry in list(runner.stats.entries.values()):
-            times = dict(entry.response_times)
-            total_s = entry.total_response_time / 1000.0
-            if entry.method == LAG_REQUEST_TYPE:
-                lag.add_metric([], histogram_buckets(times, LAG_BUCKETS_MS), total_s)
-                missed_count += entry.num_failures
-                continue
             labels = [entry.method or "", entry.name]
             requests.add_metric(labels, entry.num_requests)
             failures.add_metric(labels, entry.num_failures)
-            latency.add_metric(labels, histogram_buckets(times, LATENCY_BUCKETS_MS), total_s)
-        missed.add_metric([], missed_count)
-        yield from (requests, failures, latency, lag, missed)
+            latency.add_metric(
+                labels,
+                histogram_buckets(dict(entry.response_times), LATENCY_BUCKETS_MS),
+                entry.total_response_time / 1000.0,
+            )
+        yield from (requests, failures, latency)
+
+        fleet = fleet_stats(self.environment)
+        slots = fleet.slots()
+        lag = HistogramMetricFamily("fleetbed_generator_schedule_lag_seconds", "Device slot start minus its plan")
+        lag_sum_s = sum(value * count for value, count in slots.lag.items()) / 1000.0
+        lag.add_metric([], histogram_buckets(dict(slots.lag), LAG_BUCKETS_MS), lag_sum_s)
+        yield lag
+        yield CounterMetricFamily("fleetbed_generator_slots", "Device slots due (served + given up)", value=slots.due)
+        yield CounterMetricFamily(
+            "fleetbed_generator_missed_slots",
+            "Slots given up by devices more than an interval behind",
+            value=slots.given_up,
+        )
+        yield GaugeMetricFamily(
+            "fleetbed_generator_backlog_readings", "Readings taken and not yet uploaded", value=fleet.backlog_total()
+        )
+        yield from self.collect_live()
+
+    def collect_live(self) -> Iterator[Metric]:
+        state = self.state()
+        if state is None:
+            return
+        recent = state.recent.figures
+        yield GaugeMetricFamily(
+            "fleetbed_generator_recent_requests_per_second",
+            "HTTP requests a second over the last 10 s",
+            value=state.recent.per_second(recent.request_count()),
+        )
+        yield GaugeMetricFamily(
+            "fleetbed_generator_recent_failures_per_second",
+            "Failed HTTP requests a second over the last 10 s",
+            value=state.recent.per_second(recent.failure_count()),
+        )
+        latency = GaugeMetricFamily(
+            "fleetbed_generator_recent_request_seconds", "Request latency percentiles, last 10 s", labels=["quantile"]
+        )
+        lag = GaugeMetricFamily(
+            "fleetbed_generator_recent_schedule_lag_seconds", "Schedule lag percentiles, last 10 s", labels=["quantile"]
+        )
+        for percent in QUANTILES:
+            label = [f"{percent / 100:g}"]
+            if (value := recent.latency_ms(percent)) is not None:
+                latency.add_metric(label, value / 1000.0)
+            if (value := recent.lag_ms(percent)) is not None:
+                lag.add_metric(label, value / 1000.0)
+        yield from (latency, lag)
+        verdict = state.verdict
+        if verdict is not None and verdict.checks:
+            yield GaugeMetricFamily(
+                "fleetbed_generator_window_slo_met", "The open window's SLO so far", value=int(bool(verdict.passed))
+            )
 
 
-def serve_metrics(environment: Environment, host: str, port: int) -> Any:
+def serve_metrics(environment: Environment, host: str, port: int, state: Callable[[], LiveState | None]) -> Any:
     """Start the /metrics server; returns (server, thread) for shutdown."""
     registry = CollectorRegistry()
-    registry.register(LocustCollector(environment))
+    registry.register(LocustCollector(environment, state))
     server = start_http_server(port, addr=host, registry=registry)
     log.info("Prometheus metrics of the load generator on http://%s:%s/metrics", host, port)
     return server

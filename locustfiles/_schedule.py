@@ -43,3 +43,8 @@ class Schedule:
             planned = now + rng.uniform(0.0, interval_s * self.jitter)
         self.next_due = planned
         return Slot(served, skipped)
+
+    def overdue(self, interval_s: float, now: float) -> int:
+        """Slots more than an interval behind at `now` that nobody served (counted as given up when the device
+        stops, so a device stuck behind a slow service still shows in the plan's count)."""
+        return max(0, int((now - self.next_due) // interval_s))

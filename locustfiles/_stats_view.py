@@ -1,26 +1,32 @@
-"""Reading Locust's (master-aggregated) request stats as plain data for the SLO checks, snapshots and summaries."""
+"""Reading Locust's (master-aggregated) request statistics and the fleet's own figures as plain data: the SLO's
+`Figures`, and the per-request summary of run snapshots and records."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from _slo import LAG_REQUEST_TYPE, EntryStats, percentile
+from _fleet_stats import FleetStats
 from locust.stats import RequestStats
 
+from app.slo import Figures, RequestFigures, percentile
 
-def entries(stats: RequestStats) -> list[EntryStats]:
-    return [
-        EntryStats(entry.method or "", entry.name, entry.num_requests, entry.num_failures, dict(entry.response_times))
+
+def figures(stats: RequestStats, fleet: FleetStats) -> Figures:
+    """Cumulative figures since the test started: every request entry, and the devices' slots."""
+    requests = tuple(
+        RequestFigures(
+            entry.method or "", entry.name, entry.num_requests, entry.num_failures, dict(entry.response_times)
+        )
         for entry in list(stats.entries.values())
-    ]
+    )
+    return Figures(requests, fleet.slots())
 
 
-def summarize(stats: RequestStats) -> dict[str, Any]:
-    """Per request name: counts, rates and percentiles (ms); schedule lag listed apart from requests."""
+def summarize(stats: RequestStats, fleet: FleetStats) -> dict[str, Any]:
+    """Per request name: counts, rates and percentiles (ms); the devices' slots and backlog apart."""
     requests = {}
-    lag: dict[str, Any] = {}
     for entry in list(stats.entries.values()):
-        numbers = {
+        requests[f"{entry.method} {entry.name}"] = {
             "requests": entry.num_requests,
             "failures": entry.num_failures,
             "rps": round(entry.total_rps, 3),
@@ -30,15 +36,18 @@ def summarize(stats: RequestStats) -> dict[str, Any]:
             "p99_ms": percentile(entry.response_times, 99),
             "max_ms": entry.max_response_time,
         }
-        if entry.method == LAG_REQUEST_TYPE:
-            lag = {"cycles": entry.num_requests, "missed": entry.num_failures, **numbers}
-        else:
-            requests[f"{entry.method} {entry.name}"] = numbers
-    total = stats.total
+    slots = fleet.slots()
     return {
         "requests": requests,
-        "schedule_lag": lag,
-        "total_requests": sum(item["requests"] for item in requests.values()),
-        "total_failures": sum(item["failures"] for item in requests.values()),
-        "aggregated_rps_incl_lag": round(total.total_rps, 3),
+        "slots": {
+            "due": slots.due,
+            "given_up": slots.given_up,
+            "lag_p50_ms": percentile(slots.lag, 50),
+            "lag_p95_ms": percentile(slots.lag, 95),
+            "lag_p99_ms": percentile(slots.lag, 99),
+            "backlog_readings": fleet.backlog_total(),
+        },
+        "total_requests": stats.total.num_requests,
+        "total_failures": stats.total.num_failures,
+        "rps": round(stats.total.total_rps, 3),
     }

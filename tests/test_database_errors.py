@@ -86,7 +86,7 @@ def errors_counted(client: TestClient, sqlstate_class: str, status: str) -> floa
 async def test_a_device_whose_row_is_gone_gets_401_and_its_batch_neighbours_201(
     each_pg_url: str, tmp_path: Path, aiohttp_client: AiohttpClient
 ) -> None:
-    """On PostgreSQL 18 (one autocommitted statement) and 15 (devices locked first, then the insert)."""
+    """On PostgreSQL 18 and 15 (on both, one autocommitted statement per batch)."""
     pg_url = each_pg_url
     client = await aiohttp_client(create_app(make_settings(pg_url, tmp_path, ingest_writers=1)))
     healthy = [await login(client) for _ in range(39)]

@@ -17,6 +17,9 @@ from pathlib import Path
 
 import pytest
 
+from app.experiment.analysis import verdict
+from app.experiment.records import read_run
+from app.slo import verdict_text
 from app.stack.prometheus_server import INSTALL_HINT, prometheus_binary
 from tests.support.browser import visit
 from tests.support.requirements import missing
@@ -54,6 +57,25 @@ def experiment(tmp_path_factory: pytest.TempPathFactory) -> Run:
     return Run(out, done.returncode, done.stdout + done.stderr)
 
 
+def assert_one_verdict(out: Path, code: int, output: str) -> None:
+    """Locust's printed verdict and exit code, the summary, the report's figures and the command's own exit code
+    and line all come from the same windows through the same evaluator, so they agree."""
+    record = json.loads((out / "experiment.json").read_text())
+    summary = json.loads((out / "summary.json").read_text())
+    until_failure = bool(record["until_failure"])
+    again = verdict(read_run(out))
+    assert verdict_text(again, until_failure) in (out / "locust.log").read_text()
+    passed = again.passed(until_failure)
+    assert summary["passed"] is passed
+    assert (record["locust_exit_code"] == 0) is passed
+    assert (code == 0) is passed
+    assert f"verdict {'PASS' if passed else 'FAIL'}" in output
+    assert summary["slo_held"] is again.held
+    assert summary["capacity_devices"] == again.capacity_devices
+    judged = [one for one in again.windows if one.checks is not None]
+    assert [step["devices"] for step in summary["steps"]] == [one.window.devices for one in judged]
+
+
 def test_experiment_writes_every_output_and_exits_on_the_slo(experiment: Run) -> None:
     assert experiment.code == 0, experiment.output
     for name in ("locust_stats.csv", "locust_stats_history.csv", "resources.csv", "summary.json", "report.html"):
@@ -69,6 +91,7 @@ def test_experiment_writes_every_output_and_exits_on_the_slo(experiment: Run) ->
     assert summary["bottleneck"]["sentence"] in experiment.output
     assert "devices |" in experiment.output  # the progress line
     assert "req/s" in experiment.output
+    assert_one_verdict(experiment.out, experiment.code, experiment.output)
 
 
 def test_experiment_exports_prometheus_over_the_run(experiment: Run) -> None:
@@ -145,7 +168,7 @@ def test_ctrl_c_still_writes_the_report_and_stops_everything(tmp_path: Path) -> 
 
 @pytest.mark.parametrize(
     ("slo", "code", "capacity"),
-    [("p95=3000, failures=0.2", 0, 200), ("p50=-1", 1, None)],
+    [("p95=3000, failures=0.2", 0, 200), ("p50=0.001", 1, None)],
     ids=["capacity-found", "no-step-meets-the-slo"],
 )
 def test_until_failure_exits_on_whether_a_capacity_was_found(
@@ -158,3 +181,4 @@ def test_until_failure_exits_on_whether_a_capacity_was_found(
     assert done.returncode == code, done.stderr
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["capacity_devices"] == capacity
+    assert_one_verdict(tmp_path / "run", done.returncode, done.stderr)

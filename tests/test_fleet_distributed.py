@@ -11,6 +11,7 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from app.slo import Window, whole
 from tests.support.db import fetch, scalar
 from tests.support.fleet import fleet_args, running_locust, running_service, scrape
 from tests.support.processes import free_port
@@ -30,7 +31,7 @@ async def test_master_and_two_workers_report_correct_totals(pg_url: str, tmp_pat
     with running_service(pg_url, tmp_path / "service") as service:
         master_args = fleet_args(service, "-u", "6", "-r", "6", "-t", "14s", "--slo", "failures=0.01")
         master_args += ["--master", "--master-bind-host", "127.0.0.1", "--master-bind-port", str(master_port)]
-        master_args += ["--expect-workers", "2", "--prometheus-port", str(metrics_port)]
+        master_args += ["--expect-workers", "2", "--prometheus-port", str(metrics_port), "--csv", str(tmp_path / "run")]
         worker_args = ["--master-host", "127.0.0.1", "--master-port", str(master_port), "--device-interval", "1"]
         with ExitStack() as processes:
             master = processes.enter_context(running_locust(master_args, tmp_path, "master"))
@@ -60,6 +61,13 @@ async def test_master_and_two_workers_report_correct_totals(pg_url: str, tmp_pat
     assert generated[("GET", "/command")] > 12
     for key, count in generated.items():
         assert by_route[key] == count, f"{key}: Locust {count}, service {by_route[key]}"
+
+    # The fleet's own figures come from both workers' reports: every served slot is one cycle, and every cycle of
+    # a logged-in device polls once, so the master's served slots match the polls the service answered.
+    windows = [Window.from_json(one) for one in json.loads((tmp_path / "run_windows.json").read_text())["windows"]]
+    slots = whole(windows, "judged").slots.plus(whole(windows, "warmup").slots)
+    assert slots.due - slots.given_up == generated[("GET", "/command")], (slots, generated)
+    assert {method for method, _ in stats} <= {"GET", "POST"}, "lag and given-up slots are not requests"
 
     assert await scalar(pg_url, "SELECT count(*) FROM device") == 6
     run = (await fetch(pg_url, "SELECT status, summary FROM run"))[0]

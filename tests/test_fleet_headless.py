@@ -4,15 +4,18 @@ every shape, the SLO verdict and exit code, run records, the generator's /metric
 from __future__ import annotations
 
 import asyncio
+import csv
 import json
+import re
 import time
 from contextlib import ExitStack
 from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from app.slo import Window, whole
 from tests.support.db import fetch, scalar
-from tests.support.fleet import fleet_args, running_locust, running_service, scrape
+from tests.support.fleet import LocustProcess, fleet_args, running_locust, running_service, scrape
 from tests.support.processes import free_port
 
 
@@ -24,17 +27,40 @@ def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     }
 
 
+FLEET_ROUTES = {"/login", "/command", "/measurement"}
+
+
+def aggregated_requests(locust: LocustProcess) -> int:
+    """The request count of Locust's Aggregated row at the end: the sum over every entry of its final stats (the
+    CSV's copy of that row is written once a second, so it can miss the last requests)."""
+    return sum(int(entry["num_requests"]) for entry in locust.stats().values())
+
+
+def fleet_requests_answered(service_metrics: dict[tuple[str, tuple[tuple[str, str], ...]], float]) -> int:
+    """The service's own count of the requests it answered on the fleet's routes."""
+    return int(
+        sum(
+            value
+            for (name, labels), value in service_metrics.items()
+            if name == "fleetbed_http_requests_total" and dict(labels)["route"] in FLEET_ROUTES
+        )
+    )
+
+
 async def test_constant_fleet_meets_its_slo_and_is_recorded(pg_url: str, tmp_path: Path) -> None:
     metrics_port = free_port()
     with running_service(pg_url, tmp_path / "service") as service:
         args = fleet_args(service, "-u", "6", "-r", "6", "-t", "14s", "--run-name", "constant six")
         args += ["--slo", "p95=2000, p99[/command]=3000, failures=0.01, lag_p99=1000"]
-        args += ["--prometheus-port", str(metrics_port)]
+        args += ["--prometheus-port", str(metrics_port), "--csv", str(tmp_path / "run")]
         with running_locust(args, tmp_path) as locust:
             await asyncio.sleep(8)
             metrics = samples(scrape(f"http://127.0.0.1:{metrics_port}/metrics"))
             assert locust.wait() == 0, locust.output
+        served = samples(scrape(f"{service.url}/metrics"))
     assert "overall: PASS" in locust.output
+    # Locust's Aggregated row, what its users look at first, counts exactly the HTTP requests the service answered.
+    assert aggregated_requests(locust) == fleet_requests_answered(served) > 6
 
     assert metrics[("locust_users", ())] == 6
     assert metrics[("fleetbed_generator_devices", ())] == 6
@@ -45,6 +71,18 @@ async def test_constant_fleet_meets_its_slo_and_is_recorded(pg_url: str, tmp_pat
     assert metrics[("locust_request_duration_seconds_bucket", infinity_bucket)] == command_count
     assert metrics[("fleetbed_generator_schedule_lag_seconds_count", ())] > 6
     assert ("locust_requests_total", (("method", "LAG"), ("name", "schedule lag"))) not in metrics
+    assert metrics[("fleetbed_generator_slots_total", ())] > 6
+    assert metrics[("fleetbed_generator_missed_slots_total", ())] == 0
+    assert metrics[("fleetbed_generator_backlog_readings", ())] >= 0
+    # The live figures: the last 10 s (exact percentiles, not bucket bounds), the open window's SLO so far.
+    assert 0 < metrics[("fleetbed_generator_recent_request_seconds", (("quantile", "0.95"),))] < 2
+    assert metrics[("fleetbed_generator_recent_requests_per_second", ())] > 1
+    assert ("fleetbed_generator_recent_schedule_lag_seconds", (("quantile", "0.99"),)) in metrics
+    assert metrics[("fleetbed_generator_window_slo_met", ())] == 1
+    with (tmp_path / "run_fleet_history.csv").open() as history:
+        rows = list(csv.DictReader(history))
+    assert len(rows) >= 8
+    assert max(int(row["Slots due"]) for row in rows) >= 6 * 8
 
     runs = await fetch(pg_url, "SELECT id, name, status, finished_at, config, summary FROM run")
     assert len(runs) == 1
@@ -102,8 +140,9 @@ async def test_ramp_until_failure_stops_and_reports_the_capacity(pg_url: str, tm
             started = time.monotonic()
             assert locust.wait() == 0, locust.output
             assert time.monotonic() - started < 30, "stopped by the SLO, long before --run-time"
-    assert "Ramp until failure: capacity 4 users (4 devices)" in locust.output, locust.output
-    assert "steps 2:ok, 4:ok, 6:FAIL, 8:FAIL" in locust.output
+    assert "capacity: 4 devices" in locust.output, locust.output
+    windows = re.findall(r"window \d+: (\d+) devices, .*: (met|BROKEN)", locust.output)
+    assert windows == [("2", "met"), ("4", "met"), ("6", "BROKEN"), ("8", "BROKEN")], locust.output
 
 
 async def test_devices_buffer_through_an_outage_and_log_in_again(pg_url: str, tmp_path: Path) -> None:
@@ -163,13 +202,34 @@ async def test_a_slow_service_shows_as_schedule_lag_not_a_lower_rate(pg_url: str
     with running_service(pg_url, tmp_path / "service", FLEETBED_TEST_HANDLER_CPU_MS="200") as service:
         args = fleet_args(service, "-u", "1", "-r", "1", "-t", "8s", "--devices-per-user", "8")
         args += ["--connections-per-user", "1", "--slo", "lag_p99=250", "--no-run-record"]
+        args += ["--csv", str(tmp_path / "run")]
         with running_locust(args, tmp_path) as locust:
             assert locust.wait() == 1, locust.output
-    assert "lag_p99" in locust.output
+        served = samples(scrape(f"{service.url}/metrics"))
+    assert "FAIL  lag_p99=" in locust.output
     assert "overall: FAIL" in locust.output
-    lag = locust.stats()[("LAG", "schedule lag")]
-    assert lag["max_response_time"] > 1000, "cycles started more than an interval late"
-    assert lag["num_failures"] > 0, "slots given up are counted"
-    served = lag["num_requests"] - lag["num_failures"]  # Locust counts failures among the requests
-    assert served < 30, "the worker could not serve more"
-    assert lag["num_requests"] >= 8 * 5, "yet the plan kept its rate: served + given up"
+    assert {method for method, _ in locust.stats()} <= {"GET", "POST"}, "lag and given-up slots are not requests"
+    # Locust's Aggregated row counts HTTP requests only: here all but the one that may be in flight on the one
+    # connection when the run stopped (the service answers it, Locust no longer reports it).
+    assert 0 <= fleet_requests_answered(served) - aggregated_requests(locust) <= 1
+    windows = [Window.from_json(one) for one in json.loads((tmp_path / "run_windows.json").read_text())["windows"]]
+    slots = whole(windows, "judged").slots.plus(whole(windows, "warmup").slots)
+    assert max(slots.lag) > 1000, "cycles started more than an interval late"
+    assert slots.given_up > 0, "slots given up are counted"
+    assert slots.due - slots.given_up < 30, "the worker could not serve more"
+    assert slots.due >= 8 * 5, "yet the plan kept its rate: served + given up"
+
+
+async def test_a_killed_run_still_leaves_its_windows(pg_url: str, tmp_path: Path) -> None:
+    """The windows file is rewritten during the test, so even SIGKILL leaves the figures judged so far."""
+    with running_service(pg_url, tmp_path / "service") as service:
+        args = fleet_args(service, "-u", "2", "-r", "2", "-t", "60s", "--no-run-record", "--csv", str(tmp_path / "run"))
+        with running_locust(args, tmp_path) as locust:
+            await asyncio.sleep(13)  # rewritten at the first sample, then every 5 s: with a judged part by now
+            locust.process.kill()
+            locust.process.wait()
+    document = json.loads((tmp_path / "run_windows.json").read_text())
+    assert document["provisional"] is True
+    windows = [Window.from_json(one) for one in document["windows"]]
+    assert [window.devices for window in windows] == [2]
+    assert windows[0].judged.request_count() > 0

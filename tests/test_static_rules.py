@@ -79,7 +79,7 @@ def test_secrets_are_compared_in_constant_time() -> None:
 
 # Modules of `app` that the Locust side (gevent) may import: standard library only, no asyncio, nothing else of
 # `app` but each other. `app` itself is on the list because importing any of them runs `app/__init__.py`.
-MADE_FOR_BOTH = ("app", "app.limits")
+MADE_FOR_BOTH = ("app", "app.limits", "app.slo")
 _ASYNC_WORLDS = ("asyncio", "aiohttp", "asyncpg", "uvloop", "gevent", "locust")
 
 

@@ -12,9 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from app.cli._arguments import parse_duration_s
-from app.experiment.analysis import parse_slo
-from app.experiment.report_html import DEFAULT_SLO
 from app.settings import Settings
+from app.slo import DEFAULT_SLO, parse_slo
 
 DEFAULT_DEVICES = 200
 DEFAULT_DURATION_S = 60.0

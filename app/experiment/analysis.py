@@ -1,30 +1,26 @@
-"""Per-step figures of a run (numpy), the capacity (the largest fleet that met the SLO) and the knee.
+"""Per-step figures of a run (numpy), the SLO verdict, the capacity and the knee.
 
-A step is a stretch of constant user count lasting at least `MIN_STEP_S`; its first third is left out of the
-latency figures (devices are still spreading over their interval). Latency percentiles come from Locust's
-10-second windows (`--csv-full-history`): per request name, weighted by its rate, then the median over the step,
-so they are close to but not exactly the percentiles of all the step's requests.
+A step is one of the fleet's judged windows (`app.slo.Window`: a stretch of constant fleet, its warm-up left
+out). Its request, latency, failure and schedule-lag figures are the window's exact figures, judged by the one
+evaluator (`app.slo`) that also gave Locust's verdict and exit code for the same run; the resources are averaged
+or differenced over the whole window from `resources.csv`. Windows that ended inside their warm-up are reported
+(`warmup_only`) and never judged.
 """
 
 from __future__ import annotations
 
 import math
-import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 
-from app.experiment.records import EntryHistory, RunRecords
+from app.experiment.records import RunRecords
+from app.slo import RunVerdict, Window, capacity_of, judge
 
-MIN_STEP_S = 4.0
 KNEE_LATENCY_FACTOR = 2.0
 KNEE_LATENCY_MARGIN_MS = 25.0
 KNEE_EFFICIENCY = 0.85
-_SLO_ITEM = re.compile(
-    r"^(?P<metric>lag_p\d+(?:\.\d+)?|p\d+(?:\.\d+)?|failures)(?:\[(?P<name>[^\]]+)\])?=(?P<limit>.+)$"
-)
-_SLO_TOKEN = re.compile(r"[^,\s\[]+(?:\[[^\]]*\])?[^,\s]*")
 
 
 @dataclass(frozen=True)
@@ -52,33 +48,14 @@ class StepFigures:
     server_ms: float
     slo_passed: bool
     slo_failures: list[str]
-
-
-def _window(entry: EntryHistory, start: float, end: float) -> np.ndarray:
-    return np.asarray((entry.timestamp >= start) & (entry.timestamp <= end))
-
-
-def _count_delta(values: np.ndarray, timestamps: np.ndarray, start: float, end: float) -> float:
-    before = values[timestamps < start]
-    inside = values[(timestamps >= start) & (timestamps <= end)]
-    if inside.size == 0:
-        return 0.0
-    base = before[-1] if before.size else 0.0
-    return float(np.nanmax(inside) - (0.0 if math.isnan(base) else base))
-
-
-def _weighted_percentile(entries: list[EntryHistory], key: str, start: float, end: float) -> float:
-    """Median over the step of the rate-weighted mean of each entry's windowed percentile."""
-    by_time: dict[float, list[tuple[float, float]]] = {}
-    for entry in entries:
-        mask = _window(entry, start, end)
-        for when, rate, value in zip(entry.timestamp[mask], entry.rps[mask], entry.percentiles[key][mask], strict=True):
-            if math.isfinite(value) and rate > 0:
-                by_time.setdefault(float(when), []).append((float(rate), float(value)))
-    if not by_time:
-        return math.nan
-    per_second = [sum(r * v for r, v in pairs) / sum(r for r, _ in pairs) for pairs in by_time.values()]
-    return float(np.median(per_second))
+    slo_checks: list[dict[str, Any]] = field(default_factory=list)  # objective, value, limit, passed
+    judged_from: float = math.nan  # the warm-up before it is reported, never judged
+    lag_p95_ms: float = math.nan
+    slots_due: int = 0
+    slots_given_up: int = 0
+    warmup_requests: int = 0
+    warmup_failures: int = 0
+    warmup_p95_ms: float = math.nan
 
 
 def _rate(resources: dict[str, np.ndarray], column: str, start: float, end: float) -> float:
@@ -105,102 +82,85 @@ def _ratio_ms(resources: dict[str, np.ndarray], total: str, count: str, start: f
     return 1000.0 * seconds / calls if calls and math.isfinite(calls) and calls > 0 else math.nan
 
 
-def parse_slo(text: str) -> list[tuple[str, str | None, float]]:
-    """The fleet's `--slo` syntax (`p95=500, p99[/measurement]=1000, failures=0.01, lag_p99=250`)."""
-    objectives = []
-    for item in _SLO_TOKEN.findall(text or ""):
-        match = _SLO_ITEM.match(item)
-        if match is None:
-            raise ValueError(f"--slo item {item!r}: expected METRIC[NAME]=LIMIT such as p95=500 or failures=0.01")
-        objectives.append((match["metric"], match["name"], float(match["limit"])))
-    return objectives
+def _finite(value: float | None) -> float:
+    return math.nan if value is None else value
 
 
-def _slo_value(records: RunRecords, metric: str, name: str | None, start: float, end: float) -> float:
-    entries = [e for e in records.entries if name is None or e.name == name]
-    if metric == "failures":
-        requests = sum(_count_delta(e.total_requests, e.timestamp, start, end) for e in entries)
-        failures = sum(_count_delta(e.total_failures, e.timestamp, start, end) for e in entries)
-        return failures / requests if requests else math.nan
-    if metric.startswith("lag_"):
-        if records.lag is None:
-            return math.nan
-        return _weighted_percentile([records.lag], _percentile_key(metric[4:]), start, end)
-    return _weighted_percentile(entries, _percentile_key(metric), start, end)
+def verdict(records: RunRecords) -> RunVerdict:
+    """The run's verdict: the fleet's windows judged on its SLO, exactly as Locust judged them for its exit code."""
+    return judge(records.slo, records.windows)
 
 
-def _percentile_key(metric: str) -> str:
-    # The history keeps p50, p95 and p99; other percentiles are judged on the nearest kept one above.
-    level = float(metric[1:])
-    return "p50" if level <= 50 else "p95" if level <= 95 else "p99"
-
-
-def step_windows(records: RunRecords) -> list[tuple[int, float, float]]:
-    """(users, start, end) of each stretch of constant users lasting at least MIN_STEP_S."""
-    aggregated = records.aggregated
-    windows: list[tuple[int, float, float]] = []
-    users, times = aggregated.users, aggregated.timestamp
-    begin = 0
-    for index in range(1, len(users) + 1):
-        if index == len(users) or users[index] != users[begin]:
-            if users[begin] > 0 and times[index - 1] - times[begin] >= MIN_STEP_S:
-                windows.append((int(users[begin]), float(times[begin]), float(times[index - 1])))
-            begin = index
-    return windows
-
-
-def step_figures(records: RunRecords, slo: str) -> list[StepFigures]:
-    per_user = int(records.plan.get("devices_per_user", 1) or 1)
-    workers = int(records.plan.get("workers", 1) or 1)
-    objectives = parse_slo(slo)
+def _step(window: Window, checks: list[Any], records: RunRecords, workers: int) -> StepFigures:
+    start, end = window.start, window.end
     resources = records.resources
-    steps = []
-    for users, start, end in step_windows(records):
-        settled = start + (end - start) / 3
-        requests = sum(_count_delta(e.total_requests, e.timestamp, start, end) for e in records.entries)
-        failures = sum(_count_delta(e.total_failures, e.timestamp, start, end) for e in records.entries)
-        broken = []
-        for metric, name, limit in objectives:
-            value = _slo_value(records, metric, name, settled, end)
-            if math.isfinite(value) and value > limit:
-                label = f"{metric}[{name}]" if name else metric
-                broken.append(f"{label}={value:.3g} > {limit:g}")
-        lag = math.nan if records.lag is None else _weighted_percentile([records.lag], "p99", settled, end)
-        steps.append(
-            StepFigures(
-                devices=users * per_user,
-                users=users,
-                start=start,
-                end=end,
-                requests=int(requests),
-                failures=int(failures),
-                throughput_rps=requests / max(1.0, end - start),
-                failure_ratio=failures / requests if requests else 0.0,
-                p50_ms=_weighted_percentile(records.entries, "p50", settled, end),
-                p95_ms=_weighted_percentile(records.entries, "p95", settled, end),
-                p99_ms=_weighted_percentile(records.entries, "p99", settled, end),
-                lag_p99_ms=lag,
-                service_cpu_cores=_rate(resources, "service_cpu_seconds", start, end),
-                generator_cpu_cores=_rate(resources, "generator_cpu_seconds", start, end),
-                pool_waiting=_mean(resources, "pool_waiting", start, end),
-                pool_utilisation=_mean(resources, "pool_in_use", start, end)
-                / max(1.0, _mean(resources, "pool_max", start, end)),
-                pool_acquire_ms=_ratio_ms(resources, "pool_acquire_seconds_sum", "pool_acquire_count", start, end),
-                commit_ms=_ratio_ms(resources, "commit_seconds_sum", "commit_count", start, end),
-                gc_fraction=_rate(resources, "gc_pause_seconds_sum", start, end) / workers,
-                loop_lag_ms=_ratio_ms(resources, "loop_lag_seconds_sum", "loop_lag_count", start, end),
-                server_ms=_ratio_ms(resources, "request_seconds_sum", "request_count", start, end),
-                slo_passed=not broken,
-                slo_failures=broken,
-            )
-        )
-    return steps
+    judged = window.judged
+    requests = judged.request_count() + window.warmup.request_count()
+    failures = judged.failure_count() + window.warmup.failure_count()
+    broken = [check for check in checks if not check.passed]
+    return StepFigures(
+        devices=window.devices,
+        users=window.users,
+        start=start,
+        end=end,
+        requests=requests,
+        failures=failures,
+        throughput_rps=judged.request_count() / max(1e-9, window.judged_seconds),
+        failure_ratio=_finite(judged.failure_ratio()),
+        p50_ms=_finite(judged.latency_ms(50)),
+        p95_ms=_finite(judged.latency_ms(95)),
+        p99_ms=_finite(judged.latency_ms(99)),
+        lag_p99_ms=_finite(judged.lag_ms(99)),
+        service_cpu_cores=_rate(resources, "service_cpu_seconds", start, end),
+        generator_cpu_cores=_rate(resources, "generator_cpu_seconds", start, end),
+        pool_waiting=_mean(resources, "pool_waiting", start, end),
+        pool_utilisation=_mean(resources, "pool_in_use", start, end)
+        / max(1.0, _mean(resources, "pool_max", start, end)),
+        pool_acquire_ms=_ratio_ms(resources, "pool_acquire_seconds_sum", "pool_acquire_count", start, end),
+        commit_ms=_ratio_ms(resources, "commit_seconds_sum", "commit_count", start, end),
+        gc_fraction=_rate(resources, "gc_pause_seconds_sum", start, end) / workers,
+        loop_lag_ms=_ratio_ms(resources, "loop_lag_seconds_sum", "loop_lag_count", start, end),
+        server_ms=_ratio_ms(resources, "request_seconds_sum", "request_count", start, end),
+        slo_passed=not broken,
+        slo_failures=[check.text for check in broken],
+        slo_checks=[check.as_json() for check in checks],
+        judged_from=_finite(window.judged_from),
+        lag_p95_ms=_finite(judged.lag_ms(95)),
+        slots_due=judged.slots.due,
+        slots_given_up=judged.slots.given_up,
+        warmup_requests=window.warmup.request_count(),
+        warmup_failures=window.warmup.failure_count(),
+        warmup_p95_ms=_finite(window.warmup.latency_ms(95)),
+    )
+
+
+def step_figures(records: RunRecords) -> list[StepFigures]:
+    """One StepFigures per judged window, in order (windows that were warm-up only are left out)."""
+    workers = int(records.plan.get("workers", 1) or 1)
+    return [
+        _step(one.window, list(one.checks), records, workers)
+        for one in verdict(records).windows
+        if one.checks is not None
+    ]
+
+
+def warmup_only(records: RunRecords) -> list[dict[str, Any]]:
+    """Windows that ended inside their warm-up: reported, never judged."""
+    return [
+        {
+            "devices": window.devices,
+            "seconds": window.end - window.start,
+            "requests": window.warmup.request_count(),
+            "failures": window.warmup.failure_count(),
+        }
+        for window in records.windows
+        if not window.is_judged
+    ]
 
 
 def capacity(steps: list[StepFigures]) -> int | None:
-    """The largest fleet whose step met the SLO."""
-    passing = [step.devices for step in steps if step.slo_passed]
-    return max(passing) if passing else None
+    """The largest fleet judged before the first step that broke the SLO (`app.slo.capacity_of`)."""
+    return capacity_of((step.devices, step.slo_passed) for step in steps)
 
 
 def knee(steps: list[StepFigures]) -> StepFigures | None:
@@ -224,4 +184,4 @@ def as_json(step: StepFigures) -> dict[str, Any]:
     return {key: (None if isinstance(v, float) and not math.isfinite(v) else v) for key, v in asdict(step).items()}
 
 
-__all__ = ["StepFigures", "as_json", "capacity", "knee", "parse_slo", "step_figures", "step_windows"]
+__all__ = ["StepFigures", "as_json", "capacity", "knee", "step_figures", "verdict", "warmup_only"]

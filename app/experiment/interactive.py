@@ -1,8 +1,15 @@
 """`fleetbed up`: the experiment's parts for an interactive session: database, migrations, service, Prometheus
-(when installed) and the Locust web UI, until Ctrl-C (or until one of them exits), then all of it stopped."""
+(when installed) and the Locust web UI, until Ctrl-C (or until one of them exits), then all of it stopped.
+
+What ran in the UI is recorded as an experiment's run directory (`$FLEETBED_DATA_DIR/runs/up-<time>`: Locust's
+CSVs and windows, the resources); when it is stopped, Locust is stopped first (so it writes its verdict, its
+windows and its own HTML report), then the report of the last test is written there."""
 
 from __future__ import annotations
 
+import json
+import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -10,10 +17,13 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
-from app.experiment.runner import LOCUSTFILE
+from app.experiment.records import RunDirectoryError
+from app.experiment.report_html import write_report
+from app.experiment.runner import LOCUST_HTML, LOCUST_STOP_TIMEOUT_S, LOCUSTFILE
+from app.experiment.sampler import ResourceSampler
 from app.settings import Settings
 from app.stack.database import database_url, report_migrations
-from app.stack.processes import child, fleetbed_args, wait_until_ready
+from app.stack.processes import child, fleetbed_args, stop, wait_until_ready
 from app.stack.prometheus_server import (
     LocalPrometheus,
     PrometheusError,
@@ -31,8 +41,28 @@ class UpPorts:
     prometheus: int
 
 
+def report_what_ran(run: Path, record: dict[str, object]) -> None:
+    """The report of the UI's last test, when one ran; says where it is (or why there is none)."""
+    (run / "experiment.json").write_text(json.dumps(record, indent=2) + "\n")
+    try:
+        summary = write_report(run)
+    except RunDirectoryError as exc:
+        print(f"fleetbed up: no report (no test ran in the UI?): {exc}", file=sys.stderr, flush=True)
+        return
+    print(f"fleetbed up: {summary['bottleneck']['sentence']}\n  report: {run / 'report.html'}", file=sys.stderr)
+
+
+def stop_locust(locust: subprocess.Popen[bytes]) -> None:
+    """Ctrl-C for Locust: it ends the test, prints its verdict, writes its windows and its HTML report."""
+    if locust.poll() is None:
+        stop(locust, LOCUST_STOP_TIMEOUT_S, signal.SIGINT)
+
+
 def run_up(settings: Settings, ports: UpPorts, workers: int, logs: Path) -> int:
     logs.mkdir(parents=True, exist_ok=True)
+    run = (settings.data_dir / "runs" / time.strftime("up-%Y%m%dT%H%M%SZ", time.gmtime())).resolve()
+    run.mkdir(parents=True, exist_ok=True)
+    record: dict[str, object] = {"out": str(run), "workers": workers, "interactive": True, "interrupted": True}
     service_url = f"http://127.0.0.1:{ports.service}"
     with ExitStack() as stack:
         url = stack.enter_context(database_url(settings))
@@ -53,8 +83,13 @@ def run_up(settings: Settings, ports: UpPorts, workers: int, logs: Path) -> int:
             sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "-H", service_url,
             "--web-host", "127.0.0.1", "--web-port", str(ports.locust_web),
             "--prometheus-host", "127.0.0.1", "--prometheus-port", str(ports.locust_metrics),
+            "--csv", str(run / "locust"), "--csv-full-history", "--html", str(run / LOCUST_HTML),
         ]  # fmt: skip
+        sampler = ResourceSampler(run / "resources.csv", f"{service_url}/metrics").start()
+        stack.callback(sampler.stop)
+        record["started_at"] = time.time()
         locust = stack.enter_context(child(locust_args, logs / "locust.log", env, logs))
+        sampler.generator_pid = locust.pid
         locust_url = f"http://127.0.0.1:{ports.locust_web}"
         wait_until_ready(locust_url, locust, logs / "locust.log")
         lines = [
@@ -76,12 +111,18 @@ def run_up(settings: Settings, ports: UpPorts, workers: int, logs: Path) -> int:
             lines.append("  Prometheus   not installed (apt-get install prometheus): metrics are not kept")
         lines.append(f"  database     {url if settings.database_url else 'embedded, in ' + str(settings.data_dir)}")
         lines.append(f"  operator token  {settings.operator_token}")
+        lines.append(f"  this session {run}   (its report is written there when it stops)")
         print("fleetbed is up (Ctrl-C stops everything):\n" + "\n".join(lines) + f"\n  logs in {logs}", flush=True)
+        code = 1
         try:
             while service.poll() is None and locust.poll() is None:
                 time.sleep(0.5)
+            print("fleetbed up: a component exited; stopping the rest (see the logs)", file=sys.stderr, flush=True)
         except KeyboardInterrupt:
-            print("\nfleetbed up: stopping", file=sys.stderr, flush=True)
-            return 0
-        print("fleetbed up: a component exited; stopping the rest (see the logs)", file=sys.stderr, flush=True)
-        return 1
+            print("\nfleetbed up: stopping, then the report of what ran", file=sys.stderr, flush=True)
+            code = 0
+        stop_locust(locust)
+        record["ended_at"] = time.time()
+        sampler.stop()
+        report_what_ran(run, record)
+        return code

@@ -1,8 +1,9 @@
-"""The live line of a running experiment: devices, requests/s, p95, failures and time left.
+"""The live line of a running experiment: devices, requests/s, p95, failures, schedule lag, the SLO so far and
+time left.
 
-Read from the Locust master's `/metrics` (the fleet's generator metrics): rates and p95 over the last few
-seconds, from the differences of its counters and histogram buckets. On a terminal the line is redrawn in place;
-elsewhere a line is printed every `PLAIN_EVERY_S`.
+Read from the Locust master's `/metrics`, whose `fleetbed_generator_recent_*` gauges are the last 10 s with the
+SLO's definitions (`app.slo`): exact percentiles of the HTTP requests and of the devices' slots, not histogram
+bucket bounds. On a terminal the line is redrawn in place; elsewhere a line is printed every `PLAIN_EVERY_S`.
 """
 
 from __future__ import annotations
@@ -10,51 +11,67 @@ from __future__ import annotations
 import math
 import time
 import urllib.request
-from collections import deque
 from dataclasses import dataclass
 from typing import IO
 
 from prometheus_client.parser import text_string_to_metric_families
 
-WINDOW_S = 5.0
 PLAIN_EVERY_S = 10.0
 
 
 @dataclass(frozen=True)
 class GeneratorSample:
-    at: float
     devices: float
-    requests: float
-    failures: float
-    buckets: dict[float, float]  # upper bound (s) -> cumulative count, all requests
+    requests: float  # since the start
+    failures: float  # since the start
+    rate: float  # requests a second, last 10 s (NaN: not measured yet)
+    p95_ms: float  # last 10 s
+    lag_p99_ms: float  # last 10 s
+    slo_met: bool | None  # the open window so far; None while it warms up or without objectives
+
+
+def parse_generator(text: str) -> GeneratorSample:
+    devices = requests = failures = 0.0
+    rate = p95 = lag = math.nan
+    slo_met: bool | None = None
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            name, labels = sample.name, sample.labels
+            if name == "fleetbed_generator_devices":
+                devices = sample.value
+            elif name == "locust_requests_total":
+                requests += sample.value
+            elif name == "locust_failures_total":
+                failures += sample.value
+            elif name == "fleetbed_generator_recent_requests_per_second":
+                rate = sample.value
+            elif name == "fleetbed_generator_recent_request_seconds" and labels.get("quantile") == "0.95":
+                p95 = sample.value * 1000.0
+            elif name == "fleetbed_generator_recent_schedule_lag_seconds" and labels.get("quantile") == "0.99":
+                lag = sample.value * 1000.0
+            elif name == "fleetbed_generator_window_slo_met":
+                slo_met = sample.value >= 1.0
+    return GeneratorSample(devices, requests, failures, rate, p95, lag, slo_met)
 
 
 def read_generator(url: str) -> GeneratorSample:
     with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 (a local http URL)
-        text = response.read().decode()
-    devices = requests = failures = 0.0
-    buckets: dict[float, float] = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == "fleetbed_generator_devices":
-                devices = sample.value
-            elif sample.name == "locust_requests_total":
-                requests += sample.value
-            elif sample.name == "locust_failures_total":
-                failures += sample.value
-            elif sample.name == "locust_request_duration_seconds_bucket":
-                bound = float(sample.labels["le"])
-                buckets[bound] = buckets.get(bound, 0.0) + sample.value
-    return GeneratorSample(time.monotonic(), devices, requests, failures, buckets)
+        return parse_generator(response.read().decode())
 
 
-def p95_seconds(newer: GeneratorSample, older: GeneratorSample) -> float:
-    bounds = sorted(newer.buckets)
-    counts = [newer.buckets[b] - older.buckets.get(b, 0.0) for b in bounds]
-    if not counts or counts[-1] <= 0:
-        return math.nan
-    target = 0.95 * counts[-1]
-    return next(bound for bound, count in zip(bounds, counts, strict=True) if count >= target)
+def _ms(value: float) -> str:
+    if math.isnan(value):
+        return "-"
+    return f"{value:,.0f} ms" if value < 10_000 else f"{value / 1000:,.1f} s"
+
+
+def line(sample: GeneratorSample, left: str) -> str:
+    rate = "-" if math.isnan(sample.rate) else f"{sample.rate:,.1f}"
+    slo = "" if sample.slo_met is None else f" | SLO {'met' if sample.slo_met else 'BROKEN'} so far"
+    return (
+        f"{sample.devices:,.0f} devices | {rate} req/s | p95 {_ms(sample.p95_ms)} | "
+        f"{sample.failures:,.0f} failures of {sample.requests:,.0f} | lag p99 {_ms(sample.lag_p99_ms)}{slo} | {left}"
+    )
 
 
 class ProgressLine:
@@ -64,7 +81,6 @@ class ProgressLine:
         self.tty = stream.isatty()
         self.duration_s = duration_s
         self.started = time.monotonic()
-        self.samples: deque[GeneratorSample] = deque()
         self.last_plain = 0.0
         self.text = ""
 
@@ -73,26 +89,15 @@ class ProgressLine:
             sample = read_generator(self.metrics_url)
         except (OSError, ValueError):
             return
-        self.samples.append(sample)
-        while len(self.samples) > 2 and sample.at - self.samples[0].at > WINDOW_S:
-            self.samples.popleft()
-        older = self.samples[0]
-        span = max(1e-9, sample.at - older.at)
-        rate = (sample.requests - older.requests) / span if span > 0.5 else math.nan
-        p95 = p95_seconds(sample, older)
-        elapsed = sample.at - self.started
+        now = time.monotonic()
+        elapsed = now - self.started
         left = "until failure" if self.duration_s is None else f"{max(0.0, self.duration_s - elapsed):.0f} s left"
-        p95_text = "-" if math.isnan(p95) else (f"<= {p95 * 1000:.0f} ms" if math.isfinite(p95) else "> 30 s")
-        rate_text = "-" if math.isnan(rate) else f"{rate:.1f}"
-        self.text = (
-            f"{sample.devices:,.0f} devices | {rate_text} req/s | p95 {p95_text} | "
-            f"{sample.failures:,.0f} failures of {sample.requests:,.0f} | {left}"
-        )
+        self.text = line(sample, left)
         if self.tty:
             self.stream.write("\r\033[K" + self.text)
             self.stream.flush()
-        elif sample.at - self.last_plain >= PLAIN_EVERY_S:
-            self.last_plain = sample.at
+        elif now - self.last_plain >= PLAIN_EVERY_S:
+            self.last_plain = now
             self.stream.write(self.text + "\n")
             self.stream.flush()
 

@@ -17,11 +17,11 @@ from typing import Any
 
 import numpy as np
 
+from app.slo import warmup_end
 from app.stack.prometheus_export import Series
 
 WINDOWS_FILE = "locust_windows.json"
 MIN_WINDOW_S = 4.0
-MAX_WARMUP_FRACTION = 0.5
 OVERFLOW_MS = 60_000
 
 
@@ -113,7 +113,8 @@ def windows(
         last = i - 1
         start, end = float(grid[begin]), float(grid[last])
         if users[begin] > 0 and end - start >= MIN_WINDOW_S:
-            judged_from = min(start + interval_s, start + MAX_WARMUP_FRACTION * (end - start))
+            # The count is settled from the window's first sample on: the warm-up is the fleet's own rule from there.
+            judged_from = warmup_end(start, start, interval_s, end)
             cut = int(np.searchsorted(grid, judged_from))
             found_windows.append({
                 "users": int(users[begin]), "devices": int(users[begin]) * devices_per_user,

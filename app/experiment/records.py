@@ -1,5 +1,7 @@
 """Reading a run directory back: Locust's stats history (`locust_stats_history.csv`, one row per entry per
-second with `--csv-full-history`), the sampled resources (`resources.csv`), the machines and the database
+second with `--csv-full-history`), the fleet's own history (`locust_fleet_history.csv`: devices, slots, given-up
+slots, schedule lag and backlog a second), the windows the fleet judged with their exact figures
+(`locust_windows.json`, see `app.slo`), the sampled resources (`resources.csv`), the machines and the database
 (`hosts.csv`, `hosts.json`) and the plan (`experiment.json`)."""
 
 from __future__ import annotations
@@ -7,17 +9,22 @@ from __future__ import annotations
 import csv
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from app.experiment.hosts import HostEvidence, read_hosts
+from app.slo import DEFAULT_SLO, Window
 
-LAG_TYPE = "LAG"
 AGGREGATED = "Aggregated"
+# Schedule lag as a pseudo-request: older runs and the history rebuilt from Prometheus (`prometheus_run`) write
+# such rows; they are not requests, so they are left out (the lag is in the windows and the fleet's history).
+LAG_TYPE = "LAG"
 HISTORY_FILE = "locust_stats_history.csv"
+WINDOWS_FILE = "locust_windows.json"
+FLEET_HISTORY_FILE = "locust_fleet_history.csv"
 RESOURCES_FILE = "resources.csv"
 PLAN_FILE = "experiment.json"
 PERCENTILE_COLUMNS = {"p50": "50%", "p95": "95%", "p99": "99%"}
@@ -44,10 +51,13 @@ class EntryHistory:
 @dataclass(frozen=True)
 class RunRecords:
     plan: dict[str, Any]
-    entries: list[EntryHistory]  # requests only: no LAG, no Aggregated
+    entries: list[EntryHistory]  # requests only, no Aggregated
     aggregated: EntryHistory
-    lag: EntryHistory | None
+    windows: list[Window]  # stretches of constant fleet, with their warm-up and judged figures
+    slo: str  # the objectives the fleet judged the windows on
     resources: dict[str, np.ndarray]  # column -> values, aligned on resources["timestamp"]
+    fleet: dict[str, np.ndarray] = field(default_factory=dict)  # the fleet's history: column -> values, a row a
+    # second aligned on fleet["Timestamp"] (Devices, Requests/s, Request p95 ms, Slots given up, Lag p99 ms, ...)
     hosts: HostEvidence | None = None  # the machines and the database (`hosts.csv`), when recorded
 
 
@@ -75,7 +85,7 @@ def _history(method: str, name: str, rows: list[dict[str, str]]) -> EntryHistory
     )
 
 
-def read_history(path: Path) -> tuple[list[EntryHistory], EntryHistory, EntryHistory | None]:
+def read_history(path: Path) -> tuple[list[EntryHistory], EntryHistory]:
     grouped: dict[tuple[str, str], list[dict[str, str]]] = {}
     with path.open(newline="") as source:
         for row in csv.DictReader(source):
@@ -83,12 +93,24 @@ def read_history(path: Path) -> tuple[list[EntryHistory], EntryHistory, EntryHis
     aggregated_rows = grouped.pop(("", AGGREGATED), None)
     if not aggregated_rows:
         raise RunDirectoryError(f"{path}: no Aggregated rows (did Locust run with --csv and --csv-full-history?)")
-    lag = next((_history(m, n, rows) for (m, n), rows in grouped.items() if m == LAG_TYPE), None)
     entries = [_history(m, n, rows) for (m, n), rows in sorted(grouped.items()) if m != LAG_TYPE]
-    return entries, _history("", AGGREGATED, aggregated_rows), lag
+    return entries, _history("", AGGREGATED, aggregated_rows)
 
 
-def read_resources(path: Path) -> dict[str, np.ndarray]:
+def read_windows(path: Path, plan: dict[str, Any]) -> tuple[list[Window], str]:
+    """The fleet's windows and the SLO it judged them on (the plan's, else the default, for a run without)."""
+    if not path.exists():
+        raise RunDirectoryError(f"{path} is missing: the fleet writes it when it stops (Locust with --csv)")
+    try:
+        document = json.loads(path.read_text())
+        windows = [Window.from_json(one) for one in document["windows"]]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise RunDirectoryError(f"{path}: not the fleet's windows ({exc})") from None
+    return windows, str(document.get("slo") or plan.get("slo") or DEFAULT_SLO)
+
+
+def read_columns(path: Path) -> dict[str, np.ndarray]:
+    """A CSV of numbers as columns (NaN where a cell is empty or not a number); {} when the file is missing."""
     if not path.exists():
         return {}
     with path.open(newline="") as source:
@@ -104,6 +126,8 @@ def read_run(directory: Path) -> RunRecords:
         raise RunDirectoryError(f"{history} is missing: not a run directory of `fleetbed experiment`")
     plan_path = directory / PLAN_FILE
     plan: dict[str, Any] = json.loads(plan_path.read_text()) if plan_path.exists() else {}
-    entries, aggregated, lag = read_history(history)
-    resources = read_resources(directory / RESOURCES_FILE)
-    return RunRecords(plan, entries, aggregated, lag, resources, read_hosts(directory))
+    entries, aggregated = read_history(history)
+    windows, slo = read_windows(directory / WINDOWS_FILE, plan)
+    resources = read_columns(directory / RESOURCES_FILE)
+    fleet = read_columns(directory / FLEET_HISTORY_FILE)
+    return RunRecords(plan, entries, aggregated, windows, slo, resources, fleet, read_hosts(directory))

@@ -15,12 +15,11 @@ from typing import Any
 
 import numpy as np
 
-from app.experiment.analysis import StepFigures, as_json, capacity, knee, step_figures
+from app.experiment.analysis import StepFigures, as_json, capacity, knee, step_figures, verdict, warmup_only
 from app.experiment.diagnosis import Diagnosis, diagnose
 from app.experiment.plots import Series, line_chart
 from app.experiment.records import RunRecords, read_run
 
-DEFAULT_SLO = "p95=1000, p99=2500, failures=0.01, lag_p99=250"
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1340px; color: #222; }
 .verdict { font-size: 1.25em; padding: .8em 1em; border-left: 6px solid #d62728; background: #fbeaea; }
@@ -48,15 +47,19 @@ def _over_time(records: RunRecords, column: str, start: float) -> Series | None:
 
 def build_summary(records: RunRecords) -> tuple[dict[str, Any], list[StepFigures], Diagnosis, StepFigures | None]:
     plan = records.plan
-    slo = str(plan.get("slo") or DEFAULT_SLO)
-    steps = step_figures(records, slo)
+    slo = records.slo
+    steps = step_figures(records)
+    run_verdict = verdict(records)
     knee_step = knee(steps)
     diagnosis = diagnose(steps, knee_step, int(plan.get("workers", 1) or 1), records.hosts)
     found = capacity(steps)
     summary = {
         "plan": plan,
         "slo": slo,
-        "slo_held": bool(steps) and all(step.slo_passed for step in steps),
+        "slo_held": run_verdict.held,
+        # The fleet's verdict (Locust's exit code with --slo): a ramp until failure passes when it found a capacity.
+        "passed": run_verdict.passed(bool(plan.get("until_failure"))),
+        "warmup_only": warmup_only(records),
         "capacity_devices": found,
         "knee_devices": None if knee_step is None else knee_step.devices,
         "bottleneck": asdict(diagnosis),

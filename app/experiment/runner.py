@@ -38,6 +38,7 @@ from app.stack.prometheus_server import (
 from app.stack.resources import locustfile
 
 LOCUSTFILE = locustfile()
+LOCUST_HTML = "locust_report.html"  # Locust's own report of the run, next to ours
 EXPORT_STEP_MS = 1000
 LOCUST_STOP_TIMEOUT_S = 30.0
 INTERRUPTED = 130
@@ -74,6 +75,7 @@ def locust_args(plan: ExperimentPlan, service_url: str, metrics_port: int) -> li
     args = [
         sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "-H", service_url,
         "--csv", str(plan.out.resolve() / "locust"), "--csv-full-history", "--only-summary",
+        "--html", str(plan.out.resolve() / LOCUST_HTML),
         "--prometheus-port", str(metrics_port), "--prometheus-host", "127.0.0.1",
         "--run-name", f"experiment {plan.out.name}", "--slo", plan.slo,
         "--device-interval", f"{plan.interval_s:g}", "--devices-per-user", str(plan.devices_per_user),
@@ -210,7 +212,8 @@ def finish(plan: ExperimentPlan, record: dict[str, Any], locust_log: Path) -> in
     capacity = summary["capacity_devices"]
     print(
         f"capacity: {'none found' if capacity is None else f'{capacity:,} devices'}; SLO "
-        f"{'held' if summary['slo_held'] else 'broken'}; report: {plan.out / 'report.html'}",
+        f"{'held' if summary['slo_held'] else 'broken'}; verdict {'PASS' if summary['passed'] else 'FAIL'}; "
+        f"report: {plan.out / 'report.html'}",
         file=sys.stderr,
     )
     if record["interrupted"]:
