@@ -162,6 +162,7 @@ async def test_devices_buffer_through_an_outage_and_log_in_again(pg_url: str, tm
     stats = locust.stats()
     assert stats[("POST", "/measurement (backlog)")]["num_requests"] >= 4
     assert stats[("POST", "/login")]["num_requests"] >= 8, "every device logged in twice"
+    assert stats[("POST", "/login")]["num_failures"] == 0, "each proved itself with the secret it got first"
     gaps = await fetch(
         pg_url,
         """
