@@ -70,13 +70,17 @@ class CommandCache:
 
     async def listen(self, dsn: str) -> None:
         """Keep a LISTEN connection open for as long as the task runs, reconnecting when it drops."""
+        failures = 0
         while True:
             try:
                 await self._listen_once(dsn)
+                failures = 0
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.warning("command cache listener disconnected (%r); caching paused", exc)
+                if failures == 0:  # once per outage, not once per reconnect attempt
+                    log.warning("command cache listener disconnected (%r); caching paused until it reconnects", exc)
+                failures += 1
             await asyncio.sleep(RECONNECT_DELAY_S)
 
     async def _listen_once(self, dsn: str) -> None:

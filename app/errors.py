@@ -9,6 +9,7 @@
     ├── PayloadTooLarge     413   the body is over the size limit, or an array over the batch limit
     ├── UnsupportedMedia    415   the body is not `application/json`
     ├── InvalidFields       422   the JSON is well-formed but fields are missing, unknown or out of range
+    ├── TooManyRequests     429   too many logins from one client address (Retry-After)
     ├── InternalError       500   a bug of ours (logged with its traceback where it happened); no internals shown
     └── Unavailable         503   the database is unreachable, full, read-only or timing out, or the service is
                                   shedding load (Retry-After)
@@ -111,6 +112,18 @@ class InternalError(FleetbedError):
 class Unavailable(FleetbedError):
     status = 503
     code = "unavailable"
+
+    def __init__(self, message: str, retry_after_s: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after_s)}
+
+
+class TooManyRequests(FleetbedError):
+    status = 429
+    code = "too_many_requests"
 
     def __init__(self, message: str, retry_after_s: int = 1) -> None:
         super().__init__(message)

@@ -8,7 +8,9 @@ from aiohttp import web
 from app.command_cache import CommandCache
 from app.db.migrations import Migration
 from app.db.pool import DatabaseLayout
+from app.drain import Drain
 from app.ingest import BatchWriter
+from app.login_limit import LoginRateLimit
 from app.metrics.service import ServiceMetrics
 from app.settings import Settings
 from app.tokens import TokenVerifier
@@ -21,3 +23,5 @@ MIGRATIONS = web.AppKey("migrations", list[Migration])
 INGEST = web.AppKey("ingest", BatchWriter)
 COMMANDS = web.AppKey("commands", CommandCache)
 TOKENS = web.AppKey("tokens", TokenVerifier)
+DRAIN = web.AppKey("drain", Drain)
+LOGIN_LIMIT = web.AppKey("login_limit", LoginRateLimit)

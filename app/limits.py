@@ -36,5 +36,9 @@ NUMERIC_FIELDS: dict[str, Range] = {
 }
 EARLIEST_YEAR = 2000  # readings from before 1 January of this year (UTC) are refused
 MAX_FUTURE_S = 300  # how far ahead of the server's clock a reading's time may be
+# How old a reading may be (the default of FLEETBED_MAX_READING_AGE_S): a device's whole offline backlog of the
+# fleet model (MAX_BACKLOG readings, about 7 days at its 30 s cycle) fits; older readings would land in compressed
+# chunks (compressed after 7 days), and one request could otherwise touch a chunk per day of history.
+DEFAULT_MAX_READING_AGE_S = 7 * 24 * 3600
 
 MAX_BATCH_READINGS = 1000  # readings in one POST /measurement array

@@ -9,14 +9,22 @@ from __future__ import annotations
 from typing import Any
 
 from app import __version__
-from app.handlers.devices import MAX_METADATA_KEY_CHARS, MAX_METADATA_KEYS, MAX_METADATA_TEXT_CHARS
+from app.handlers.devices import (
+    MAX_METADATA_KEY_CHARS,
+    MAX_METADATA_KEYS,
+    MAX_METADATA_TEXT_CHARS,
+    MAX_SECRET_CHARS,
+    MIN_SECRET_CHARS,
+)
 from app.handlers.operator import MAX_FLUSH_PERCENT, MAX_INTERVAL_S
 from app.handlers.runs import DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT, MAX_NAME_CHARS
 from app.handlers.stats import DEFAULT_HOURS, MAX_HOURS
-from app.limits import MAX_BATCH_READINGS, MAX_FUTURE_S, NUMERIC_FIELDS
+from app.limits import DEFAULT_MAX_READING_AGE_S, MAX_BATCH_READINGS, MAX_FUTURE_S, NUMERIC_FIELDS
 
 _MEASUREMENT_DESCRIPTIONS = {
-    "time": f"When the reading was taken: RFC 3339 with an offset, at most {MAX_FUTURE_S // 60} minutes in the future.",
+    "time": f"When the reading was taken: RFC 3339 with an offset, at most {MAX_FUTURE_S // 60} minutes in the "
+    f"future and at most FLEETBED_MAX_READING_AGE_S (default {DEFAULT_MAX_READING_AGE_S} s, "
+    f"{DEFAULT_MAX_READING_AGE_S // 86400} days) old.",
     "charge_now": "Battery charge now, 0..charge_full.",
     "charge_full": "Battery charge when full (> 0).",
     "charge_rate": "Charge change per hour (negative while discharging).",
@@ -43,6 +51,15 @@ def _measurement_schema() -> dict[str, Any]:
         "additionalProperties": False,
         "properties": properties,
     }
+
+
+_METADATA = {
+    "type": ["object", "null"],
+    "maxProperties": MAX_METADATA_KEYS,
+    "propertyNames": {"maxLength": MAX_METADATA_KEY_CHARS},
+    "additionalProperties": {"type": ["string", "number", "boolean", "null"], "maxLength": MAX_METADATA_TEXT_CHARS},
+}
+_SECRET = {"type": "string", "minLength": MIN_SECRET_CHARS, "maxLength": MAX_SECRET_CHARS}
 
 
 def _error(description: str) -> dict[str, Any]:
@@ -280,15 +297,17 @@ def openapi_document() -> dict[str, Any]:
                                     "additionalProperties": False,
                                     "properties": {
                                         "device_id": {"type": ["string", "null"], "format": "uuid"},
+                                        "device_secret": {
+                                            **_SECRET,
+                                            "type": ["string", "null"],
+                                            "description": "The secret the device's first login returned; "
+                                            "required on every later login of a registered device.",
+                                        },
                                         "enroll_key": {"type": ["string", "null"]},
                                         "metadata": {
-                                            "type": ["object", "null"],
-                                            "maxProperties": MAX_METADATA_KEYS,
-                                            "propertyNames": {"maxLength": MAX_METADATA_KEY_CHARS},
-                                            "additionalProperties": {
-                                                "type": ["string", "number", "boolean", "null"],
-                                                "maxLength": MAX_METADATA_TEXT_CHARS,
-                                            },
+                                            **_METADATA,
+                                            "description": "Replaced only at the first login or when the "
+                                            "device proves itself with its secret.",
                                         },
                                     },
                                 }
@@ -306,12 +325,24 @@ def openapi_document() -> dict[str, Any]:
                                     "token": {"type": "string"},
                                     "expires_at": {"type": "string", "format": "date-time"},
                                     "created": {"type": "boolean"},
+                                    "device_secret": {
+                                        **_SECRET,
+                                        "description": "Returned once, when the device is given its secret (its "
+                                        "first login); only its hash is stored. Keep it: later logins need it.",
+                                    },
                                 },
                             },
                         ),
                         **_BODY_ERRORS,
-                        "401": _error("The fleet is closed and no enrolment key was sent."),
-                        "403": _error("Wrong enrolment key."),
+                        "401": _error(
+                            "The fleet is closed and no enrolment key was sent, or the device is registered and "
+                            "the device_secret is missing or wrong."
+                        ),
+                        "403": _error(
+                            "Wrong enrolment key, or enrolment is closed (the service listens beyond loopback "
+                            "without FLEETBED_ENROLL_KEY) and the device is new."
+                        ),
+                        "429": _error("Too many logins from this client address; see Retry-After."),
                         **_DB_ERRORS,
                     },
                 }
@@ -461,6 +492,48 @@ def openapi_document() -> dict[str, Any]:
                         **_DB_ERRORS,
                     },
                 },
+            },
+            "/devices/{device_id}/metadata": {
+                "put": {
+                    "summary": "Replace the device's metadata (the operator; devices change theirs at login).",
+                    "security": [{"operator": []}],
+                    "parameters": [_DEVICE_ID_PARAM],
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {"schema": {**_METADATA, "type": "object"}}},
+                    },
+                    "responses": {
+                        "200": _ok(
+                            "The stored metadata.",
+                            {
+                                "type": "object",
+                                "required": ["device_id", "metadata"],
+                                "properties": {
+                                    "device_id": {"type": "string", "format": "uuid"},
+                                    "metadata": {"type": "object"},
+                                },
+                            },
+                        ),
+                        **_BODY_ERRORS,
+                        **_AUTH_ERRORS,
+                        "404": _error("No such device."),
+                        **_DB_ERRORS,
+                    },
+                }
+            },
+            "/devices/{device_id}/secret": {
+                "delete": {
+                    "summary": "Forget the device's secret: its next login is given a new one.",
+                    "security": [{"operator": []}],
+                    "parameters": [_DEVICE_ID_PARAM],
+                    "responses": {
+                        "200": _ok("The secret is forgotten.", {"type": "object"}),
+                        "400": _error("The device id is not a UUID."),
+                        **_AUTH_ERRORS,
+                        "404": _error("No such device."),
+                        **_DB_ERRORS,
+                    },
+                }
             },
             **_RUNS_PATHS,
             "/metrics": {

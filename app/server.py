@@ -13,9 +13,11 @@ from aiohttp import web
 from app.command_cache import CommandCache
 from app.db.migrations import load_migrations
 from app.db.pool import create_pool, read_layout
+from app.drain import Drain
 from app.handlers import devices, health, operator, runs, stats
 from app.ingest import BatchWriter
-from app.keys import COMMANDS, INGEST, LAYOUT, METRICS, MIGRATIONS, POOL, SETTINGS, TOKENS
+from app.keys import COMMANDS, DRAIN, INGEST, LAYOUT, LOGIN_LIMIT, METRICS, MIGRATIONS, POOL, SETTINGS, TOKENS
+from app.login_limit import LoginRateLimit
 from app.metrics.service import ServiceMetrics
 from app.metrics.workers import metrics_handler
 from app.middleware import boundary_middleware, expect_handler
@@ -49,7 +51,8 @@ async def database_pool(app: web.Application) -> AsyncIterator[None]:
         )
         yield
     finally:
-        await pool.close()
+        if not await app[DRAIN].step("the database connections to close", pool.close()):
+            pool.terminate()
 
 
 @asynccontextmanager
@@ -66,7 +69,7 @@ async def ingest_writer(app: web.Application) -> AsyncIterator[None]:
     app[INGEST] = writer
     yield
     # Runs after the server stopped accepting and in-flight requests finished: write what is still queued.
-    await writer.close()
+    await app[DRAIN].step(f"{writer.queued_readings} queued readings to be written", writer.close())
 
 
 @asynccontextmanager
@@ -90,6 +93,19 @@ def create_app(settings: Settings) -> web.Application:
         app.middlewares.append(cpu_heavy_middleware(settings.test_handler_cpu_ms))
     app[SETTINGS] = settings
     app[METRICS] = metrics
+    app[DRAIN] = Drain(settings.drain_timeout_s)
+    app[LOGIN_LIMIT] = LoginRateLimit(settings.login_rate_per_s, settings.login_burst, settings.workers)
+    if settings.enrolment == "closed":
+        log.warning(
+            "enrolment closed: listening on %s without FLEETBED_ENROLL_KEY, so new devices cannot register "
+            "(set FLEETBED_ENROLL_KEY, or FLEETBED_ENROLL_OPEN=1 to let anyone register)",
+            settings.host,
+        )
+
+    async def begin_drain(app: web.Application) -> None:
+        app[DRAIN].begin()
+
+    app.on_shutdown.append(begin_drain)
     app[MIGRATIONS] = load_migrations()
     app.cleanup_ctx.append(database_pool)
     app.cleanup_ctx.append(ingest_writer)
@@ -110,6 +126,8 @@ def create_app(settings: Settings) -> web.Application:
         web.get("/stats", stats.get_stats),
         web.put("/devices/{device_id}/command", operator.put_command),
         web.delete("/devices/{device_id}/command", operator.delete_command),
+        web.put("/devices/{device_id}/metadata", operator.put_metadata),
+        web.delete("/devices/{device_id}/secret", operator.delete_secret),
         web.post("/runs", runs.post_run),
         web.get("/runs", runs.get_runs),
         web.get("/runs/{run_id}", runs.get_one_run),

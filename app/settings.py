@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 import time
@@ -10,11 +11,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
-from app.limits import MAX_BATCH_READINGS
+from app.limits import DEFAULT_MAX_READING_AGE_S, MAX_BATCH_READINGS
 from app.tokens import MAX_BEARER_CHARS, is_bearer_token
 
 DEFAULT_DATA_DIR = ".fleetbed"
 SECRETS_DIR_NAME = "secrets"
+DEFAULT_LOGIN_RATE_PER_S = 20.0
+DEFAULT_LOGIN_BURST = 200
 
 
 _N = TypeVar("_N", int, float)
@@ -36,6 +39,10 @@ class Settings:
     secret: bytes = field(default=b"", repr=False)
     operator_token: str = field(default="", repr=False)
     enroll_key: str | None = field(default=None, repr=False)
+    enroll_open: bool = False  # new devices may register without a key even when listening beyond loopback
+    login_rate_per_s: float = DEFAULT_LOGIN_RATE_PER_S  # per client address, whole service; 0: no limit
+    login_burst: int = DEFAULT_LOGIN_BURST
+    max_reading_age_s: int = DEFAULT_MAX_READING_AGE_S
     token_ttl_s: int = 7 * 24 * 3600
     default_interval_s: int = 30
     max_body_bytes: int = 1024 * 1024
@@ -48,6 +55,7 @@ class Settings:
     ingest_wait_s: float = 10.0
     body_timeout_s: float = 10.0
     keepalive_timeout_s: float = 75.0
+    drain_timeout_s: float = 30.0  # from a stop signal to the exit, whatever state the database is in
     test_handler_cpu_ms: float = 0.0  # tests only: CPU spun per request (app/planted_load.py)
 
     def __post_init__(self) -> None:
@@ -67,6 +75,10 @@ class Settings:
             raise SettingsError(f"FLEETBED_WORKERS must be 1..256, got {self.workers}")
         if self.enroll_key is not None and len(self.enroll_key) < 8:
             raise SettingsError("FLEETBED_ENROLL_KEY must be at least 8 characters when set")
+        if self.login_rate_per_s < 0 or self.login_burst < 1:
+            raise SettingsError("FLEETBED_LOGIN_RATE_PER_S must be >= 0 (0: no limit) and FLEETBED_LOGIN_BURST >= 1")
+        if not 3600 <= self.max_reading_age_s <= 10 * 365 * 86400:
+            raise SettingsError("FLEETBED_MAX_READING_AGE_S must be between 3600 (an hour) and 10 years in seconds")
         if self.token_ttl_s < 60:
             raise SettingsError("FLEETBED_TOKEN_TTL_S must be at least 60 seconds")
         if not 1 <= self.max_batch <= MAX_BATCH_READINGS:
@@ -76,6 +88,7 @@ class Settings:
             ("FLEETBED_INGEST_WAIT_S", self.ingest_wait_s),
             ("FLEETBED_BODY_TIMEOUT_S", self.body_timeout_s),
             ("FLEETBED_KEEPALIVE_TIMEOUT_S", self.keepalive_timeout_s),
+            ("FLEETBED_DRAIN_TIMEOUT_S", self.drain_timeout_s),
         ):
             if not 0 < value <= 3600:
                 raise SettingsError(f"{name} must be a number of seconds in (0, 3600], got {value}")
@@ -86,10 +99,37 @@ class Settings:
         if not 1 <= self.pool_min_size <= self.pool_max_size:
             raise SettingsError("FLEETBED_POOL_MAX_SIZE must be at least 1 and not below the pool's minimum size")
 
+    @property
+    def listens_beyond_loopback(self) -> bool:
+        if self.host == "localhost":
+            return False
+        try:
+            return not ipaddress.ip_address(self.host).is_loopback
+        except ValueError:  # a host name: it may resolve to anything
+            return True
+
+    @property
+    def enrolment(self) -> str:
+        """How new devices register: "key" (FLEETBED_ENROLL_KEY), "open", or "closed" (no key and listening
+        beyond loopback without FLEETBED_ENROLL_OPEN: known devices log in, new ones are refused)."""
+        if self.enroll_key is not None:
+            return "key"
+        return "open" if self.enroll_open or not self.listens_beyond_loopback else "closed"
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
         """Read `FLEETBED_*` variables; generate and store the secrets that are not given."""
         env = os.environ if environ is None else environ
+        service_hosts = _int(env, "FLEETBED_SERVICE_HOSTS", 1)
+        unshared = [name for name in ("FLEETBED_SECRET", "FLEETBED_OPERATOR_TOKEN") if not env.get(name)]
+        if service_hosts > 1 and unshared:
+            # Each host would generate its own: tokens signed by one would be refused by the others behind the
+            # balancer, silently, one device at a time.
+            raise SettingsError(
+                f"FLEETBED_SERVICE_HOSTS={service_hosts}: the hosts must share one token key and operator token; "
+                f"set {' and '.join(unshared)} to the same value on every host (e.g. python3 -c 'import secrets; "
+                "print(secrets.token_urlsafe(32))')"
+            )
         data_dir = Path(env.get("FLEETBED_DATA_DIR") or DEFAULT_DATA_DIR).expanduser().resolve()
         secret_text = env.get("FLEETBED_SECRET") or load_or_create_secret(data_dir, "token-signing-key")
         operator_token = env.get("FLEETBED_OPERATOR_TOKEN") or load_or_create_secret(data_dir, "operator-token")
@@ -102,6 +142,10 @@ class Settings:
             "secret": secret_text.encode(),
             "operator_token": operator_token,
             "enroll_key": env.get("FLEETBED_ENROLL_KEY") or None,
+            "enroll_open": _flag(env, "FLEETBED_ENROLL_OPEN"),
+            "login_rate_per_s": _float(env, "FLEETBED_LOGIN_RATE_PER_S", DEFAULT_LOGIN_RATE_PER_S),
+            "login_burst": _int(env, "FLEETBED_LOGIN_BURST", DEFAULT_LOGIN_BURST),
+            "max_reading_age_s": _int(env, "FLEETBED_MAX_READING_AGE_S", DEFAULT_MAX_READING_AGE_S),
             "token_ttl_s": _int(env, "FLEETBED_TOKEN_TTL_S", 7 * 24 * 3600),
             "default_interval_s": _int(env, "FLEETBED_COMMAND_INTERVAL_S", 30),
             "pool_min_size": _int(env, "FLEETBED_POOL_MIN_SIZE", 2),
@@ -112,6 +156,7 @@ class Settings:
             "ingest_wait_s": _float(env, "FLEETBED_INGEST_WAIT_S", 10.0),
             "body_timeout_s": _float(env, "FLEETBED_BODY_TIMEOUT_S", 10.0),
             "keepalive_timeout_s": _float(env, "FLEETBED_KEEPALIVE_TIMEOUT_S", 75.0),
+            "drain_timeout_s": _float(env, "FLEETBED_DRAIN_TIMEOUT_S", 30.0),
             "test_handler_cpu_ms": _float(env, "FLEETBED_TEST_HANDLER_CPU_MS", 0.0),
         }
         values.update(overrides)
@@ -127,6 +172,15 @@ def _number(env: Mapping[str, str], name: str, default: _N, kind: type[_N]) -> _
     except ValueError:
         article = "an integer" if kind is int else "a number"
         raise SettingsError(f"{name} must be {article}, got {raw!r}") from None
+
+
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if raw in ("", "0", "false", "no", "off"):
+        return False
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    raise SettingsError(f"{name} must be 1/true/yes or 0/false/no, got {raw!r}")
 
 
 def _int(env: Mapping[str, str], name: str, default: int) -> int:

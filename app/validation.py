@@ -42,7 +42,10 @@ def decode_json(body: bytes) -> Any:
         raise BadRequest(f"the body is not valid JSON ({exc}); send a JSON document in UTF-8") from None
 
 
-def parse_time(value: object, path: str, now: datetime) -> tuple[datetime | None, FieldProblem | None]:
+def parse_time(
+    value: object, path: str, now: datetime, max_age: timedelta | None = None
+) -> tuple[datetime | None, FieldProblem | None]:
+    """An RFC 3339 time, not in the future (beyond clock skew), not before 2000, nor older than `max_age`."""
     if not isinstance(value, str) or not _RFC3339.fullmatch(value):
         return None, FieldProblem(path, "must be an RFC 3339 time with an offset, e.g. 2026-01-31T12:00:00Z")
     try:
@@ -51,6 +54,10 @@ def parse_time(value: object, path: str, now: datetime) -> tuple[datetime | None
         return None, FieldProblem(path, "is not a valid calendar time")
     if parsed < EARLIEST_TIME:
         return None, FieldProblem(path, f"must not be before {EARLIEST_TIME.isoformat().replace('+00:00', 'Z')}")
+    if max_age is not None and parsed < now - max_age:
+        return None, FieldProblem(
+            path, f"must not be older than {max_age.total_seconds():g} s (FLEETBED_MAX_READING_AGE_S); drop it"
+        )
     if parsed > now + MAX_FUTURE:
         return None, FieldProblem(
             path, f"must not be more than {MAX_FUTURE_S // 60} minutes in the future; check the device clock"
@@ -71,7 +78,9 @@ def _check_number(value: object, kind: str, low: float, high: float) -> str | No
     return None
 
 
-def parse_reading(item: object, path: str, now: datetime) -> tuple[Reading | None, list[FieldProblem]]:
+def parse_reading(
+    item: object, path: str, now: datetime, max_age: timedelta | None = None
+) -> tuple[Reading | None, list[FieldProblem]]:
     if not isinstance(item, dict):
         return None, [FieldProblem(path or "(body)", "must be a JSON object with the measurement fields")]
     problems = [
@@ -87,7 +96,7 @@ def parse_reading(item: object, path: str, now: datetime) -> tuple[Reading | Non
             continue
         value = item[name]
         if name == "time":
-            parsed, problem = parse_time(value, field_path, now)
+            parsed, problem = parse_time(value, field_path, now, max_age)
             if problem:
                 problems.append(problem)
             values[name] = parsed
@@ -115,8 +124,11 @@ def parse_reading(item: object, path: str, now: datetime) -> tuple[Reading | Non
     )
 
 
-def parse_measurements(document: object, max_batch: int, now: datetime | None = None) -> list[Reading]:
-    """One reading (object) or up to `max_batch` (array): all valid, or `InvalidFields` listing every problem."""
+def parse_measurements(
+    document: object, max_batch: int, now: datetime | None = None, max_age: timedelta | None = None
+) -> list[Reading]:
+    """One reading (object) or up to `max_batch` (array): all valid, or `InvalidFields` listing every problem.
+    `max_age`: the oldest reading accepted (the service passes `Settings.max_reading_age_s`)."""
     now = now or datetime.now(UTC)
     if isinstance(document, list):
         if not document:
@@ -128,14 +140,14 @@ def parse_measurements(document: object, max_batch: int, now: datetime | None = 
         readings: list[Reading] = []
         problems: list[FieldProblem] = []
         for index, item in enumerate(document):
-            reading, item_problems = parse_reading(item, f"[{index}]", now)
+            reading, item_problems = parse_reading(item, f"[{index}]", now, max_age)
             if reading is not None:
                 readings.append(reading)
             problems.extend(item_problems)
         if problems:
             raise InvalidFields(problems)
         return readings
-    reading, problems = parse_reading(document, "", now)
+    reading, problems = parse_reading(document, "", now, max_age)
     if reading is None:
         raise InvalidFields(problems)
     return [reading]

@@ -101,6 +101,7 @@ def service(
         "FLEETBED_SECRET": SECRET.decode(),
         "FLEETBED_OPERATOR_TOKEN": OPERATOR_TOKEN,
         "FLEETBED_PORT": str(port),
+        "FLEETBED_LOGIN_RATE_PER_S": "0",  # the whole fleet logs in from one address
         **extra_env,
     }
     command = [sys.executable, "-m", "app", "serve", "--no-migrate", "--workers", str(workers)]

@@ -33,8 +33,12 @@ SELECT * FROM unnest(CAST(:device_ids AS uuid[]), CAST(:times AS timestamptz[]),
                      CAST(:water_temp AS float8[]), CAST(:water_level AS smallint[]))
 ON CONFLICT (device_id, time) DO NOTHING
 """
+# Each row gets the hash of a secret nobody holds (these devices never log in over HTTP), so no one can claim them
+# through POST /login the way a device registered before device secrets existed is claimed at its next login.
 _REGISTER = """
-INSERT INTO device (id, metadata) SELECT * FROM unnest(CAST(:ids AS uuid[]), CAST(:metadata AS jsonb[]))
+INSERT INTO device (id, metadata, secret_hash)
+SELECT id, metadata, sha256(uuid_send(gen_random_uuid()) || uuid_send(gen_random_uuid()))
+FROM unnest(CAST(:ids AS uuid[]), CAST(:metadata AS jsonb[])) AS given (id, metadata)
 ON CONFLICT (id) DO NOTHING
 """
 

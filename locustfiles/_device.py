@@ -3,7 +3,8 @@ that carries it (a user may carry many devices).
 
 A cycle: log in when there is no token, poll `GET /command`, apply it to the kettle, take a reading and upload the
 backlog (one object, or arrays of up to 1000 readings after an outage). While the service fails, readings stay in
-the backlog; on 401 the device drops its token and logs in again on the next cycle.
+the backlog; on 401 the device drops its token and logs in again on the next cycle. The device keeps the secret its
+first login returned and proves itself with it on every later login (and the fleet's enrolment key, when given).
 """
 
 from __future__ import annotations
@@ -33,15 +34,20 @@ class ReportLag(Protocol):
 class SimulatedDevice:
     """A kettle with its own id, token, command, schedule and backlog. Not thread-safe: one cycle at a time."""
 
-    __slots__ = ("backlog", "command", "device_id", "kettle", "last_step", "metadata", "schedule", "token")
+    __slots__ = (
+        "backlog", "command", "device_id", "enroll_key", "kettle", "last_step", "metadata", "schedule", "secret",
+        "token",
+    )  # fmt: skip
 
-    def __init__(self, rng: random.Random, interval_s: float, jitter: float) -> None:
+    def __init__(self, rng: random.Random, interval_s: float, jitter: float, enroll_key: str = "") -> None:
         self.device_id = uuid.UUID(int=rng.getrandbits(128), version=4)
         self.metadata = device_metadata(self.device_id)
         self.kettle = Kettle.for_device(self.device_id, str(self.metadata["model"]))
         self.command = Command(interval_s=max(1, round(interval_s)))
         self.schedule = Schedule.starting(time.monotonic(), interval_s, jitter, rng)
         self.token: str | None = None
+        self.secret: str | None = None  # from the first login; sent on every later one
+        self.enroll_key = enroll_key
         self.backlog: deque[dict[str, Any]] = deque(maxlen=MAX_BACKLOG)
         self.last_step = time.monotonic()
 
@@ -60,12 +66,22 @@ class SimulatedDevice:
         self.upload(client)
 
     def login(self, client: Any) -> bool:
-        body = orjson.dumps({"device_id": str(self.device_id), "metadata": self.metadata})
+        document: dict[str, Any] = {"device_id": str(self.device_id), "metadata": self.metadata}
+        if self.secret is not None:
+            document["device_secret"] = self.secret
+        if self.enroll_key:
+            document["enroll_key"] = self.enroll_key
         with client.post(
-            "/login", data=body, headers={"Content-Type": "application/json"}, name="/login", catch_response=True
+            "/login",
+            data=orjson.dumps(document),
+            headers={"Content-Type": "application/json"},
+            name="/login",
+            catch_response=True,
         ) as response:
             if response.status_code == 200:
-                self.token = response.json()["token"]
+                answer = response.json()
+                self.token = answer["token"]
+                self.secret = answer.get("device_secret", self.secret)
                 return True
             response.failure(f"login answered {response.status_code}")
             return False

@@ -66,6 +66,10 @@ class FleetRun:
         self.history: HistoryWriter | None = None
         self.windows_written = 0.0
         self.peak_users = 0
+        # Fixed now, at start: the web UI's host field changes environment.host and the parsed options later, and
+        # whoever reaches the UI must not be able to send the operator token to a host of their choosing.
+        options = environment.parsed_options
+        self.record_url = str(getattr(options, "run_record_url", "") or getattr(options, "host", "") or "")
         shape = self.shape
         if shape is not None:
             shape.tracker = self.tracker
@@ -123,15 +127,22 @@ class FleetRun:
             self.history = HistoryWriter(prefix)
         if self.observer is None:
             self.observer = gevent.spawn(self._observe)
-        if self.options.no_run_record or not self.environment.host:
+        if self.options.no_run_record:
             return
+        if not self.record_url:
+            log.warning("no --run-record-url or --host at start: the run is not recorded in the service")
+            return
+        if self.environment.host and self.environment.host.rstrip("/") != self.record_url.rstrip("/"):
+            log.warning(
+                "the load goes to %s; the run record to %s (fixed at start)", self.environment.host, self.record_url
+            )
         token = operator_token()
         if token is None:
             log.warning("no operator token (FLEETBED_OPERATOR_TOKEN): the run is not recorded in the service")
             return
         name = self.options.run_name or f"{self.options.shape} {datetime.now(UTC):%Y-%m-%d %H:%M:%S}Z"
         config = {key: getattr(self.options, key, None) for key in CONFIG_OPTIONS}
-        self.recorder = RunRecorder(self.environment.host, token, self.options.snapshot_interval)
+        self.recorder = RunRecorder(self.record_url, token, self.options.snapshot_interval)
         self.recorder.start(name, config, self.stats_snapshot)
 
     def restart_window(self) -> None:

@@ -25,11 +25,11 @@ import gevent
 from _device import SimulatedDevice
 from _fleet_stats import fleet_stats
 from _lean_http import LeanConnection
+from _options import DEFAULT_DEVICE_INTERVAL_S
 from locust import FastHttpUser, task
 from locust.env import Environment
 from locust.user.task import LOCUST_STATE_STOPPING
 
-DEFAULT_INTERVAL_S = 30.0
 MAX_DEFAULT_CONNECTIONS = 20
 STOP_GRACE_S = 5.0
 OPEN_FILES_HEADROOM = 256
@@ -77,12 +77,15 @@ class FleetUser(FastHttpUser):
         connections = int(getattr(options, "connections_per_user", 0) or 0)
         self.concurrency = min(self.devices_per_user, connections or MAX_DEFAULT_CONNECTIONS)
         super().__init__(environment)
-        self.interval_s = float(getattr(options, "device_interval", 0) or DEFAULT_INTERVAL_S)
+        self.interval_s = float(getattr(options, "device_interval", 0) or DEFAULT_DEVICE_INTERVAL_S)
         self.jitter = float(getattr(options, "device_jitter", 0.1))
         self.http_client = str(getattr(options, "http_client", "lean") or "lean")
         self.rng = random.Random()
         self.stopping = False
-        self.devices = [self.device_class(self.rng, self.interval_s, self.jitter) for _ in range(self.devices_per_user)]
+        enroll_key = str(getattr(options, "enroll_key", "") or "")
+        self.devices = [
+            self.device_class(self.rng, self.interval_s, self.jitter, enroll_key) for _ in range(self.devices_per_user)
+        ]
         self.fleet = fleet_stats(environment)
         runner = environment.runner
         ensure_open_files(((runner.user_count if runner else 0) + 1) * self.concurrency)

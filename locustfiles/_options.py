@@ -12,6 +12,7 @@ from typing import Any
 from app.slo import DEFAULT_SLO
 
 DEFAULT_PROMETHEUS_PORT = 9646
+DEFAULT_DEVICE_INTERVAL_S = 30.0
 
 
 def add_fleet_options(parser: Any) -> None:
@@ -42,9 +43,16 @@ def add_fleet_options(parser: Any) -> None:
         "request to Locust's stats",
     )
     parser.add_argument(
+        "--enroll-key",
+        default="",
+        env_var="LOCUST_ENROLL_KEY",
+        is_secret=True,
+        help="The service's FLEETBED_ENROLL_KEY, sent by every device at its login (a closed fleet)",
+    )
+    parser.add_argument(
         "--device-interval",
         type=float,
-        default=30.0,
+        default=DEFAULT_DEVICE_INTERVAL_S,
         env_var="LOCUST_DEVICE_INTERVAL",
         help="Seconds between a device's cycles until the service's command says otherwise",
     )
@@ -104,6 +112,13 @@ def add_fleet_options(parser: Any) -> None:
         env_var="LOCUST_SNAPSHOT_INTERVAL",
         include_in_web_ui=False,
         help="Seconds between run snapshots sent to the service (POST /runs/{id}/snapshots)",
+    )
+    parser.add_argument(
+        "--run-record-url",
+        default="",
+        env_var="LOCUST_RUN_RECORD_URL",
+        help="The service that keeps the run records (with the operator token), fixed when Locust starts "
+        "(default: --host as given at start; a host typed into the web UI never receives the token)",
     )
     parser.add_argument(
         "--no-run-record",

@@ -25,7 +25,8 @@ in
       (builtins.readFile files.prometheusConfig);
     # promtool cannot see /etc/prometheus/rules in the build sandbox.
     checkConfig = "syntax-only";
-    extraFlags = [ "--web.enable-lifecycle" ];
+    # No --web.enable-lifecycle: it would let anyone who reaches port 9090 shut Prometheus down (/-/quit).
+    extraFlags = [ ];
   };
   environment.etc."prometheus/rules".source = files.prometheusRules;
 
@@ -57,6 +58,8 @@ in
   systemd.services.grafana = {
     wants = [ "grafana-admin-password-key.service" ];
     after = [ "grafana-admin-password-key.service" ];
+    # No password, no Grafana: never its built-in admin/admin.
+    serviceConfig.ExecStartPre = [ "${pkgs.coreutils}/bin/test -s /run/keys/grafana-admin-password" ];
   };
 
   networking.firewall.allowedTCPPorts = [ settings.ports.prometheus settings.ports.grafana ];

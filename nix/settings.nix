@@ -17,6 +17,11 @@
   # Service worker processes per app host (FLEETBED_WORKERS): one per vCPU of the app machine.
   appWorkers = 2;
 
+  # The service's stop: the drain budget (FLEETBED_DRAIN_TIMEOUT_S) and systemd's stop timeout, longer, so
+  # systemd's SIGKILL never cuts a drain short. Logins per second per client address: the fleet logs thousands
+  # of devices in from a few Locust hosts, and behind the balancer every client has the balancer's address.
+  service = { drainTimeoutS = 30; stopTimeoutS = 45; loginRatePerS = 1000; };
+
   # Tens of thousands of simulated devices, each with its own connection, on a handful of hosts.
   limits = {
     nofile = 65536;

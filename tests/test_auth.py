@@ -12,7 +12,7 @@ from aiohttp.test_utils import TestClient
 
 from app.errors import Unauthorized
 from app.server import create_app
-from app.settings import Settings
+from app.settings import Settings, SettingsError
 from app.tokens import TokenVerifier, issue_device_token, verify_device_token
 from tests.conftest import OPERATOR_TOKEN, SECRET, AiohttpClient, make_settings
 from tests.support.db import stored_rows
@@ -153,6 +153,17 @@ def test_secrets_from_the_environment_win(tmp_path: Path) -> None:
     assert settings.secret == b"k" * 40
     assert settings.operator_token == "op" * 10
     assert not (tmp_path / "secrets" / "operator-token").exists()
+
+
+def test_several_service_hosts_refuse_to_start_without_shared_secrets(tmp_path: Path) -> None:
+    several = {"FLEETBED_DATA_DIR": str(tmp_path), "FLEETBED_SERVICE_HOSTS": "3"}
+    with pytest.raises(SettingsError, match="FLEETBED_SECRET and FLEETBED_OPERATOR_TOKEN"):
+        Settings.from_env(several)
+    with pytest.raises(SettingsError, match="set FLEETBED_OPERATOR_TOKEN to the same value"):
+        Settings.from_env({**several, "FLEETBED_SECRET": "k" * 40})
+    assert not (tmp_path / "secrets").exists(), "no host-local secret was generated"
+    shared = Settings.from_env({**several, "FLEETBED_SECRET": "k" * 40, "FLEETBED_OPERATOR_TOKEN": "op" * 10})
+    assert shared.secret == b"k" * 40
 
 
 def test_remembered_tokens_still_expire_and_forgeries_are_never_remembered() -> None:

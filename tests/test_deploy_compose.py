@@ -28,14 +28,16 @@ SERVICES = {
     "locust-worker",
 }  # fmt: skip
 SECRET_NAMES = re.compile(r"SECRET|TOKEN|PASSWORD|ENROLL_KEY|DATABASE_URL|DATA_SOURCE_NAME")
+# What `docker compose up` refuses to start without (secure by default), with values for the tests.
+REQUIRED = {"FLEETBED_ENROLL_KEY": "enrol-key-for-tests", "GRAFANA_ADMIN_PASSWORD": "grafana-password-for-tests"}
 
 
-def docker_compose_config(**env: str) -> dict[str, Any]:
-    """The file as docker compose resolves it (anchors merged, variables substituted)."""
+def run_docker_compose_config(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     if shutil.which("docker-compose") is None:
         missing("the compose tests need docker-compose (Debian package docker-compose)")
-    clean_env = {k: v for k, v in os.environ.items() if not k.startswith(("FLEETBED_", "POSTGRES_", "GRAFANA_"))}
-    result = subprocess.run(
+    prefixes = ("FLEETBED_", "POSTGRES_", "GRAFANA_", "LOCUST_", "PROMETHEUS_")
+    clean_env = {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
+    return subprocess.run(
         ["docker-compose", "--project-directory", str(REPO), "-f", str(REPO / "compose.yaml"), "config"],
         env={**clean_env, **env},
         capture_output=True,
@@ -43,6 +45,11 @@ def docker_compose_config(**env: str) -> dict[str, Any]:
         check=False,
         timeout=60,
     )
+
+
+def docker_compose_config(**env: str) -> dict[str, Any]:
+    """The file as docker compose resolves it (anchors merged, variables substituted)."""
+    result = run_docker_compose_config({**REQUIRED, **env})
     assert result.returncode == 0, result.stderr
     config: dict[str, Any] = yaml.safe_load(result.stdout)
     return config
@@ -121,17 +128,61 @@ def test_docker_compose_validates_the_file() -> None:
     assert set(config["services"]) == SERVICES
 
 
-def test_one_up_publishes_locust_grafana_prometheus_and_the_service() -> None:
-    services = docker_compose_config()["services"]
-    published = {
-        (name, int(port["published"]), int(port["target"]))
-        for name, service in services.items()
-        for port in service.get("ports", [])
-    }
-    assert published == {
-        ("app", 8080, 8080), ("locust-master", 8089, 8089), ("grafana", 3000, 3000), ("prometheus", 9090, 9090),
-        ("locust-master", 5557, 5557),  # workers on other hosts
+def published_ports(services: dict[str, Any]) -> set[tuple[str, str, int, int]]:
+    """(service, host address or "" for every interface, published, target), long or short syntax."""
+    found = set()
+    for name, service in services.items():
+        for port in service.get("ports", []):
+            if isinstance(port, dict):
+                found.add((name, port.get("host_ip", ""), int(port["published"]), int(port["target"])))
+            else:
+                *address, published, target = str(port).split("/")[0].split(":")
+                found.add((name, address[0] if address else "", int(published), int(target)))
+    return found
+
+
+def test_one_up_publishes_the_service_and_grafana_and_the_rest_on_loopback() -> None:
+    assert published_ports(docker_compose_config()["services"]) == {
+        ("app", "", 8080, 8080), ("grafana", "", 3000, 3000),  # the devices' API; Grafana needs its password
+        ("locust-master", "127.0.0.1", 8089, 8089), ("prometheus", "127.0.0.1", 9090, 9090),  # no logins of their own
+        ("locust-master", "127.0.0.1", 5557, 5557),  # workers on other hosts
     }  # fmt: skip
+    told = docker_compose_config(LOCUST_PUBLISH="10.0.0.2", PROMETHEUS_PUBLISH="10.0.0.2")["services"]
+    assert {(name, address) for name, address, _, _ in published_ports(told)} >= {
+        ("locust-master", "10.0.0.2"), ("prometheus", "10.0.0.2"),
+    }  # fmt: skip
+
+
+def test_every_published_port_is_documented_in_the_file() -> None:
+    header = (REPO / "compose.yaml").read_text().split("\nx-", 1)[0]
+    for _, _, published, _ in published_ports(docker_compose_config()["services"]):
+        assert str(published) in header, f"port {published} is published but not described at the top"
+
+
+def test_the_start_refuses_without_an_enrolment_key_or_a_grafana_password() -> None:
+    for name in REQUIRED:
+        result = run_docker_compose_config({key: value for key, value in REQUIRED.items() if key != name})
+        assert result.returncode != 0
+        assert name in result.stderr
+
+
+def test_prometheus_has_no_lifecycle_api_and_the_app_outlives_its_drain() -> None:
+    services = docker_compose_config()["services"]
+    assert not [arg for arg in services["prometheus"]["command"] if "lifecycle" in arg]
+    drain_s = float(services["app"]["environment"]["FLEETBED_DRAIN_TIMEOUT_S"])
+    grace = services["app"]["stop_grace_period"]
+    assert grace.endswith("s")
+    assert float(grace.removesuffix("s")) > drain_s, "the engine's SIGKILL must not cut the drain short"
+
+
+def test_the_fleet_enrols_with_the_service_key_and_records_runs_at_a_fixed_url() -> None:
+    services = docker_compose_config()["services"]
+    key = services["app"]["environment"]["FLEETBED_ENROLL_KEY"]
+    assert key == REQUIRED["FLEETBED_ENROLL_KEY"]
+    for name in ("locust-master", "locust-worker"):
+        assert services[name]["environment"]["LOCUST_ENROLL_KEY"] == key, name
+    master = services["locust-master"]["environment"]
+    assert master["LOCUST_RUN_RECORD_URL"] == master["LOCUST_HOST"] == "http://app:8080"
 
 
 def test_locust_workers_scale() -> None:

@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from app.cli import build_parser
+from app.settings import Settings, SettingsError
 from tests.support.requirements import missing
 
 REPO = Path(__file__).resolve().parents[1]
@@ -30,7 +31,11 @@ NOT_MACHINES = {"network", "defaults", "resources"}
 MODULE_ARGS = """{
   config.fleetbed.machines = import ./nix/machines.nix { };
   lib = { };
-  pkgs = { callPackage = _: _: "/nix/store/fleetbed"; postgresql_17 = "/nix/store/postgresql"; };
+  pkgs = {
+    callPackage = _: _: "/nix/store/fleetbed";
+    postgresql_17 = "/nix/store/postgresql";
+    coreutils = "/nix/store/coreutils";
+  };
   nodes = { };
 }"""
 
@@ -139,7 +144,11 @@ def test_the_database_preloads_timescaledb() -> None:
 def test_ports_and_limits_match_compose() -> None:
     settings = nix_eval("import ./nix/settings.nix")
     ports, services = settings["ports"], compose()["services"]
-    published = {name: [str(port) for port in service.get("ports", [])] for name, service in services.items()}
+    # "published:target", whatever host address a port is published on
+    published = {
+        name: [":".join(str(port).split(":")[-2:]) for port in service.get("ports", [])]
+        for name, service in services.items()
+    }
     assert f"{ports['app']}:{ports['app']}" in published["app"]
     assert f"{ports['prometheus']}:{ports['prometheus']}" in published["prometheus"]
     assert f"{ports['grafana']}:{ports['grafana']}" in published["grafana"]
@@ -218,3 +227,46 @@ def test_prometheus_on_the_monitoring_host_resolves_every_target_and_rule_file()
     for rule_file in config["rule_files"]:
         relative = Path(rule_file).relative_to("/etc/prometheus/rules")
         assert (Path(result["rules"]) / relative).exists(), rule_file
+
+
+def app_unit(app_hosts: int) -> dict[str, Any]:
+    args = MODULE_ARGS.replace(
+        "import ./nix/machines.nix { }", f"import ./nix/machines.nix {{ appHosts = {app_hosts}; }}"
+    )
+    unit: dict[str, Any] = nix_eval(
+        f"let s = (import ./nix/load-test-app.nix {args}).systemd.services.fleetbed; "
+        "in { inherit (s) environment; inherit (s.serviceConfig) TimeoutStopSec Restart; }"
+    )
+    return unit
+
+
+def test_the_app_unit_outlives_its_drain_and_knows_how_many_hosts_share_the_secret() -> None:
+    one, three = app_unit(1), app_unit(3)
+    drain_s = float(one["environment"]["FLEETBED_DRAIN_TIMEOUT_S"])
+    assert one["TimeoutStopSec"] > drain_s, "systemd's SIGKILL must not cut the drain short"
+    assert one["Restart"] == "on-failure"
+    assert (one["environment"]["FLEETBED_SERVICE_HOSTS"], three["environment"]["FLEETBED_SERVICE_HOSTS"]) == ("1", "3")
+    # Three hosts: the service refuses to start unless the key file sets the shared secrets.
+    with pytest.raises(SettingsError, match="FLEETBED_SECRET"):
+        Settings.from_env({**three["environment"], "FLEETBED_DATA_DIR": "/nonexistent-never-created"})
+
+
+def test_prometheus_has_no_lifecycle_api_and_grafana_needs_its_password() -> None:
+    flags = nix_eval(f"(import ./nix/monitoring.nix {MODULE_ARGS}).services.prometheus.extraFlags")
+    assert not [flag for flag in flags if "lifecycle" in flag]
+    checks = nix_eval(f"(import ./nix/monitoring.nix {MODULE_ARGS}).systemd.services.grafana.serviceConfig")
+    assert checks["ExecStartPre"] == ["/nix/store/coreutils/bin/test -s /run/keys/grafana-admin-password"]
+    grafana = nix_eval(f"(import ./nix/monitoring.nix {MODULE_ARGS}).services.grafana.settings.security")
+    assert grafana["admin_password"] == "$__file{/run/keys/grafana-admin-password}"
+
+
+def test_the_locust_ui_listens_on_loopback_and_records_go_to_a_fixed_service() -> None:
+    source = (NIX / "load-test-locust.nix").read_text()
+    web_host = re.search(r'webHost = lib\.mkOption \{.*?default = "([^"]+)"', source, re.S)
+    assert web_host is not None
+    assert web_host[1] == "127.0.0.1"
+    assert "--web-host ${cfg.webHost}" in source
+    assert "environment.LOCUST_RUN_RECORD_URL = serviceUrl;" in source
+    assert "LOCUST_HOST = serviceUrl;" in source
+    assert 'lib.optional (cfg.webHost != "127.0.0.1") locustWeb' in source, "the firewall opens the UI only if told"
+    assert "keyFile = ./secrets/locust-worker.env" in source, "workers get the enrolment key from a key"

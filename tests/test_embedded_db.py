@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import tempfile
 from pathlib import Path
 
@@ -72,3 +73,24 @@ async def test_data_survives_a_restart_and_a_crash(data_dir: Path) -> None:
     finally:
         await conn.close()
         server.stop()
+
+
+def test_no_secret_is_readable_by_others_even_for_a_moment(data_dir: Path) -> None:
+    """Files are created with their final mode: no chmod during the cluster's creation ever opens one to the
+    group or others (the password file initdb reads used to be made world-readable in a temporary directory)."""
+    opened_up: list[tuple[str, int]] = []
+    watching = [True]
+
+    def audit(event: str, args: tuple[object, ...]) -> None:
+        if watching[0] and event == "os.chmod" and isinstance(args[1], int) and args[1] & 0o077:
+            opened_up.append((str(args[0]), args[1]))
+
+    sys.addaudithook(audit)  # hooks cannot be removed: this one stops looking when the test ends
+    try:
+        EmbeddedPostgres(data_dir / "data").initialise()
+    finally:
+        watching[0] = False
+    assert opened_up == []
+    secret = data_dir / "data" / "secrets" / "database-password"
+    assert secret.stat().st_mode & 0o777 == 0o600
+    assert secret.parent.stat().st_mode & 0o077 == 0

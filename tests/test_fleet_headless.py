@@ -115,11 +115,11 @@ async def test_slo_below_reality_fails_the_run(pg_url: str, tmp_path: Path) -> N
 
 async def test_step_ramp_adds_devices_every_step(pg_url: str, tmp_path: Path) -> None:
     with running_service(pg_url, tmp_path / "service") as service:
-        args = fleet_args(service, "--shape", "step", "--step-users", "2", "--step-seconds", "4", "-t", "13s")
+        args = fleet_args(service, "--shape", "step", "--step-users", "2", "--step-seconds", "4", "-t", "15s")
         with running_locust(args, tmp_path) as locust:
             assert locust.wait() == 0, locust.output
     rows = await fetch(pg_url, "SELECT (stats->>'users')::int AS users FROM run_snapshot ORDER BY time")
-    users = [row["users"] for row in rows][:-1]  # the last one is sent after the users stopped
+    users = [row["users"] for row in rows][:-1]  # the last one is sent after the users stopped; 8 run from 12 s to 15 s
     assert users == sorted(users), users
     assert users[-1] == 8
     assert len(set(users)) >= 3
@@ -162,6 +162,7 @@ async def test_devices_buffer_through_an_outage_and_log_in_again(pg_url: str, tm
     stats = locust.stats()
     assert stats[("POST", "/measurement (backlog)")]["num_requests"] >= 4
     assert stats[("POST", "/login")]["num_requests"] >= 8, "every device logged in twice"
+    assert stats[("POST", "/login")]["num_failures"] == 0, "each proved itself with the secret it got first"
     gaps = await fetch(
         pg_url,
         """

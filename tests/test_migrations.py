@@ -79,6 +79,43 @@ async def test_a_database_ahead_of_the_code_is_refused(empty_pg_url: str, tmp_pa
         await conn.close()
 
 
+async def test_an_older_host_serves_on_a_newer_additive_schema(
+    empty_pg_url: str, tmp_path: Path, aiohttp_client: AiohttpClient
+) -> None:
+    directory = copy_migrations(tmp_path / "migrations")
+    (directory / "998_future_column.sql").write_text(
+        "-- compatibility: additive\nALTER TABLE device ADD COLUMN firmware_channel text;\n"
+    )
+    conn = await connect(empty_pg_url)
+    try:
+        await migrate(conn, load_migrations(directory))  # the upgraded host migrates first
+        assert await migrate(conn, load_migrations()) == [], "the older host: nothing to do, no refusal"
+        (directory / "999_future_break.sql").write_text("ALTER TABLE device RENAME COLUMN metadata TO attributes;\n")
+        await migrate(conn, load_migrations(directory))
+        with pytest.raises(MigrationError, match=r"\[999\]: not declared additive"):
+            await migrate(conn, load_migrations())
+    finally:
+        await conn.close()
+    rows = await fetch(empty_pg_url, "SELECT version, additive FROM schema_migrations WHERE version >= 998")
+    assert {(r["version"], r["additive"]) for r in rows} == {(998, True), (999, False)}
+
+
+async def test_readyz_stays_ready_on_a_newer_additive_schema(
+    empty_pg_url: str, tmp_path: Path, aiohttp_client: AiohttpClient
+) -> None:
+    directory = copy_migrations(tmp_path / "migrations")
+    (directory / "998_future_column.sql").write_text(
+        "-- compatibility: additive\nCREATE TABLE future_thing (id int);\n"
+    )
+    conn = await connect(empty_pg_url)
+    try:
+        await migrate(conn, load_migrations(directory))
+    finally:
+        await conn.close()
+    client: TestClient = await aiohttp_client(create_app(make_settings(empty_pg_url, tmp_path)))
+    assert (await client.get("/readyz")).status == 200
+
+
 async def test_a_failing_migration_leaves_no_trace(empty_pg_url: str, tmp_path: Path) -> None:
     directory = copy_migrations(tmp_path / "migrations")
     last = load_migrations()[-1].version

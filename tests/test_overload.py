@@ -49,7 +49,8 @@ async def test_arrivals_faster_than_commits_are_shed_and_the_service_recovers(pg
             async def post(n: int) -> tuple[int, float, str | None]:
                 started = time.monotonic()
                 shifted = [
-                    {**r, "time": (BASE_TIME - timedelta(hours=n, seconds=i)).isoformat()} for i, r in enumerate(batch)
+                    {**r, "time": (BASE_TIME - timedelta(minutes=10 * n, seconds=i)).isoformat()}
+                    for i, r in enumerate(batch)
                 ]
                 async with session.post(f"{base}/measurement", json=shifted, headers=headers) as response:
                     body = await response.read()

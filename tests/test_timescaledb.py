@@ -6,12 +6,15 @@ The API tests elsewhere run on TimescaleDB too (the `backend_url` fixture); thes
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from aiohttp.test_utils import TestClient
 
 from app.keys import LAYOUT
+from app.server import create_app
 from app.settings import Settings
+from tests.conftest import AiohttpClient, make_settings
 from tests.support.db import fetch, scalar
 from tests.support.devices import BASE_TIME, login, reading, readings
 
@@ -77,8 +80,12 @@ def backend_url(request: pytest.FixtureRequest) -> str:
     return url
 
 
-async def test_compressed_chunks_still_take_retries_and_late_readings(client: TestClient, settings: Settings) -> None:
+async def test_compressed_chunks_still_take_retries_and_late_readings(
+    settings: Settings, tmp_path: Path, aiohttp_client: AiohttpClient
+) -> None:
     url = settings.database_url or ""
+    # A month-old backlog: beyond the default age limit, which a fleet with long offline spells raises.
+    client = await aiohttp_client(create_app(make_settings(url, tmp_path, max_reading_age_s=60 * 86400)))
     device = await login(client)
     old = BASE_TIME - timedelta(days=30)
     backlog = readings(20, start=old)

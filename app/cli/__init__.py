@@ -16,6 +16,7 @@ from app.cli import backfill, db, experiment, export, locustfile, migrate, repor
 from app.db.migrations import MigrationError
 from app.settings import Settings, SettingsError
 from app.stack.embedded_db import EmbeddedDatabaseError
+from app.stack.lifetime import stop_on_signals
 
 COMMANDS: tuple[ModuleType, ...] = (serve, migrate, db, backfill, export, experiment, report, up, locustfile)
 
@@ -82,4 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run() -> None:
+    """The console script: as a process of its own, SIGTERM and SIGHUP stop every command the way Ctrl-C does
+    (not in `main`, which tests call in their own process)."""
+    stop_on_signals()
     sys.exit(main())

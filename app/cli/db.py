@@ -30,7 +30,9 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         if not args.no_migrate:
             report_migrations(url)
         print(f"embedded PostgreSQL running:\n  FLEETBED_DATABASE_URL={url}\nCtrl-C stops it.", flush=True)
-        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
-        signal.sigwait({signal.SIGINT, signal.SIGTERM})
-        print("stopping the embedded PostgreSQL", flush=True)
+        try:
+            while True:
+                signal.pause()  # until SIGINT, SIGTERM or SIGHUP (app/stack/lifetime.py)
+        except KeyboardInterrupt:
+            print("stopping the embedded PostgreSQL", flush=True)
     return 0

@@ -48,6 +48,12 @@ fleetbed is serving on {base}  (Ctrl-C stops it and the embedded database)
 """,
         flush=True,
     )
+    if settings.enrolment == "closed":
+        print(
+            f"  enrolment is closed: listening on {settings.host} without FLEETBED_ENROLL_KEY, new devices cannot "
+            "register (set FLEETBED_ENROLL_KEY, or FLEETBED_ENROLL_OPEN=1)\n",
+            flush=True,
+        )
 
 
 def run(settings: Settings, args: argparse.Namespace) -> int:

@@ -15,6 +15,7 @@ import asyncpg
 
 from app.db import Connection
 from app.db.derived import fleet_totals_upsert, hourly_rollup_upsert
+from app.db.devices import UNCLAIMABLE_SECRET_HASH
 
 _BACKFILL_METADATA = '{"source": "backfill"}'
 
@@ -29,7 +30,8 @@ _ADD_DEVICES = fleet_totals_upsert("SELECT $1::int2, $2::bigint, 0, 0, 0, 0")
 
 async def register_devices(conn: Connection, ids: Sequence[uuid.UUID]) -> None:
     await conn.execute(
-        "INSERT INTO device (id, metadata) SELECT unnest($1::uuid[]), $2::jsonb",
+        f"INSERT INTO device (id, metadata, secret_hash) SELECT id, $2::jsonb, {UNCLAIMABLE_SECRET_HASH} "
+        "FROM unnest($1::uuid[]) AS given (id)",
         list(ids),
         _BACKFILL_METADATA,
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import enum
+import hashlib
 import uuid
 from dataclasses import dataclass
 from functools import cached_property
@@ -30,26 +32,91 @@ class Command:
         return orjson.dumps(self.as_json())
 
 
+class LoginOutcome(enum.Enum):
+    CREATED = "created"  # a new device row, with the secret's hash
+    CLAIMED = "claimed"  # a device registered before secrets existed: it gets one now
+    VERIFIED = "verified"  # the device proved itself with its secret
+    REFUSED = "refused"  # the device exists and the secret is missing or wrong
+
+
+# For devices registered outside POST /login (the backfill): the hash of a secret nobody holds, so no login can
+# claim them the way a device registered before secrets existed is claimed.
+UNCLAIMABLE_SECRET_HASH = "sha256(uuid_send(gen_random_uuid()) || uuid_send(gen_random_uuid()))"  # noqa: S105 (SQL)
+
+
+def secret_hash(secret: str) -> bytes:
+    # A device secret is 256 random bits: a fast hash is enough (nothing to guess, so nothing to slow down).
+    return hashlib.sha256(secret.encode()).digest()
+
+
 # A new device counts once in the totals of its shard (the device id picks it).
-_ONE_NEW_DEVICE = fleet_totals_upsert("SELECT $3::int2, 1, 0, 0, 0, 0 FROM registered WHERE created")
+_ONE_NEW_DEVICE = fleet_totals_upsert("SELECT $4::int2, 1, 0, 0, 0, 0 FROM registered")
 _REGISTER = f"""
 WITH registered AS (
-    INSERT INTO device AS d (id, metadata) VALUES ($1, coalesce($2::jsonb, '{{}}'::jsonb))
-    ON CONFLICT (id) DO UPDATE
-        SET last_login_at = now(), metadata = coalesce($2::jsonb, d.metadata)
-    RETURNING (xmax = 0) AS created
+    INSERT INTO device (id, metadata, secret_hash) VALUES ($1, coalesce($2::jsonb, '{{}}'::jsonb), $3)
+    ON CONFLICT (id) DO NOTHING
+    RETURNING true AS created
 ), counted AS (
     {_ONE_NEW_DEVICE}
     RETURNING 1
 )
-SELECT created FROM registered
+SELECT count(*) > 0 FROM registered
 """
 
 
-async def register_device(pool: asyncpg.Pool, device_id: uuid.UUID, metadata: dict[str, Any] | None) -> bool:
-    """Register the device or record its login; return True when it is new. Metadata is replaced when given."""
-    created: bool = await pool.fetchval(_REGISTER, device_id, metadata, device_id.int % TOTALS_SHARDS)
-    return created
+async def login_device(
+    pool: asyncpg.Pool,
+    device_id: uuid.UUID,
+    metadata: dict[str, Any] | None,
+    presented: bytes | None,
+    issued: bytes,
+    may_register: bool,
+) -> LoginOutcome | None:
+    """Log a device in by the hash of the secret it `presented` (None: it sent none), or register it with that
+    hash, or with `issued` (the hash of a new secret) when it presented none. Metadata is replaced only when the
+    device registers or proves itself. None: the device is new and `may_register` is False."""
+    async with pool.acquire() as conn:
+        if presented is not None:
+            verified = await conn.fetchval(
+                """
+                UPDATE device SET last_login_at = now(), metadata = coalesce($2::jsonb, metadata)
+                WHERE id = $1 AND secret_hash = $3
+                RETURNING true
+                """,
+                device_id, metadata, presented,
+            )  # fmt: skip
+            if verified:
+                return LoginOutcome.VERIFIED
+        if not may_register and not await conn.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM device WHERE id = $1)", device_id
+        ):
+            return None
+        shard = device_id.int % TOTALS_SHARDS
+        if await conn.fetchval(_REGISTER, device_id, metadata, presented or issued, shard):
+            return LoginOutcome.CREATED
+        claimed = await conn.fetchval(
+            """
+            UPDATE device SET last_login_at = now(), metadata = coalesce($2::jsonb, metadata), secret_hash = $3
+            WHERE id = $1 AND secret_hash IS NULL
+            RETURNING true
+            """,
+            device_id, metadata, presented or issued,
+        )  # fmt: skip
+        return LoginOutcome.CLAIMED if claimed else LoginOutcome.REFUSED
+
+
+async def set_metadata(pool: asyncpg.Pool, device_id: uuid.UUID, metadata: dict[str, Any]) -> bool:
+    """Replace a device's metadata (the operator's call); False when the device is not registered."""
+    updated = await pool.fetchval(
+        "UPDATE device SET metadata = $2::jsonb WHERE id = $1 RETURNING true", device_id, metadata
+    )
+    return bool(updated)
+
+
+async def reset_secret(pool: asyncpg.Pool, device_id: uuid.UUID) -> bool:
+    """Forget a device's secret: its next login gets a new one (the operator's call); False when unregistered."""
+    updated = await pool.fetchval("UPDATE device SET secret_hash = NULL WHERE id = $1 RETURNING true", device_id)
+    return bool(updated)
 
 
 async def unregistered_devices(conn: Connection, device_ids: list[uuid.UUID]) -> set[uuid.UUID]:

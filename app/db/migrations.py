@@ -4,6 +4,11 @@ Each file runs in its own transaction under a session advisory lock, so two migr
 every file exactly once. A file whose checksum differs from the one recorded when it was applied stops the
 run: applied migrations are history, and a changed file means the code and the database disagree. Before
 anything is applied, the server's TimescaleDB state is read and decided on (`app.db.timescaledb`).
+
+A file whose first line is `-- compatibility: additive` declares that code written before it keeps working on the
+schema it leaves (a new nullable column, a new table or index). The runner records that; a fleetbed that finds
+newer migrations than it knows keeps serving when all of them are additive (a rolling upgrade: the first upgraded
+host migrates, the older ones go on), and refuses only when one is not.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ MIGRATION_LOCK_KEY = 0x666C656574626564
 # The migration that picks the layout (TimescaleDB or plain) is the one that creates the extension.
 LAYOUT_MARK = "CREATE EXTENSION IF NOT EXISTS timescaledb"
 _FILE_NAME = re.compile(r"(\d{3,})_([a-z0-9_]+)\.sql")
+ADDITIVE_MARK = "-- compatibility: additive"
 
 
 # Where an installed wheel keeps the SQL files inside the `app` package (pyproject.toml maps migrations/ there).
@@ -43,6 +49,11 @@ class Migration:
     name: str
     sql: str
     checksum: str
+
+    @property
+    def additive(self) -> bool:
+        """Declared safe for code that predates it (see the module docstring)."""
+        return self.sql.lstrip().startswith(ADDITIVE_MARK)
 
 
 def migrations_dir() -> Path:
@@ -79,6 +90,8 @@ CREATE TABLE IF NOT EXISTS schema_migrations (
     applied_at timestamptz NOT NULL DEFAULT now()
 )
 """
+# Whether older code keeps working on the migration; rows from before this column read as not additive.
+_ADD_ADDITIVE = "ALTER TABLE schema_migrations ADD COLUMN IF NOT EXISTS additive boolean NOT NULL DEFAULT false"
 
 
 async def applied_migrations(conn: Connection) -> dict[int, str]:
@@ -90,13 +103,33 @@ async def applied_migrations(conn: Connection) -> dict[int, str]:
     return {row["version"]: row["checksum"] for row in rows}
 
 
-def check_history(known: list[Migration], applied: dict[int, str]) -> list[Migration]:
-    """Return the migrations still to apply; raise if an applied file changed or is unknown to this code."""
+async def additive_versions(conn: Connection) -> set[int]:
+    """The applied migrations recorded as additive (none before the runner recorded it)."""
+    recorded = await conn.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM information_schema.columns "
+        "WHERE table_name = 'schema_migrations' AND column_name = 'additive' AND table_schema = current_schema())"
+    )
+    if not recorded:
+        return set()
+    return {row["version"] for row in await conn.fetch("SELECT version FROM schema_migrations WHERE additive")}
+
+
+def check_history(known: list[Migration], applied: dict[int, str], additive: set[int] | None = None) -> list[Migration]:
+    """Return the migrations still to apply; raise if an applied file changed, or if one unknown to this code is
+    not recorded as `additive` (newer additive ones are noted and served on)."""
     by_version = {m.version: m for m in known}
     unknown = sorted(set(applied) - set(by_version))
+    breaking = [version for version in unknown if version not in (additive or set())]
+    if breaking:
+        raise MigrationError(
+            f"the database has migrations this fleetbed does not know and cannot serve on ({breaking}: not "
+            "declared additive); upgrade fleetbed on this host"
+        )
     if unknown:
-        raise MigrationError(f"the database has migrations this fleetbed does not know ({unknown}); upgrade fleetbed")
+        log.warning("the database has newer additive migrations %s; this fleetbed serves on (upgrade it soon)", unknown)
     for version, checksum in applied.items():
+        if version not in by_version:
+            continue
         migration = by_version[version]
         if migration.checksum != checksum:
             raise MigrationError(
@@ -121,17 +154,19 @@ async def migrate(conn: Connection, known: list[Migration] | None = None) -> lis
     await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK_KEY)
     try:
         await conn.execute(_CREATE_TABLE)
-        pending = check_history(known, await applied_migrations(conn))
+        await conn.execute(_ADD_ADDITIVE)
+        pending = check_history(known, await applied_migrations(conn), await additive_versions(conn))
         await check_timescaledb(conn, pending)
         for migration in pending:
             try:
                 async with conn.transaction():
                     await conn.execute(migration.sql)
                     await conn.execute(
-                        "INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
+                        "INSERT INTO schema_migrations (version, name, checksum, additive) VALUES ($1, $2, $3, $4)",
                         migration.version,
                         migration.name,
                         migration.checksum,
+                        migration.additive,
                     )
             except asyncpg.PostgresError as exc:
                 if "must be preloaded" in str(exc):  # the server's own refusal, should the check above miss it
@@ -145,4 +180,4 @@ async def migrate(conn: Connection, known: list[Migration] | None = None) -> lis
 
 async def pending_migrations(conn: Connection, known: list[Migration]) -> list[Migration]:
     """What `migrate` would apply; raises `MigrationError` when the history does not match the files."""
-    return check_history(known, await applied_migrations(conn))
+    return check_history(known, await applied_migrations(conn), await additive_versions(conn))

@@ -74,6 +74,7 @@ def run_up(settings: Settings, ports: UpPorts, workers: int, logs: Path) -> int:
             "FLEETBED_PORT": str(ports.service),
             "FLEETBED_WORKERS": str(workers),
             "FLEETBED_OPERATOR_TOKEN": settings.operator_token,
+            "FLEETBED_LOGIN_RATE_PER_S": "0",  # the local fleet logs every device in from one address
             "PYTHONUNBUFFERED": "1",
         }
         service = stack.enter_context(child(fleetbed_args("serve", "--no-migrate"), logs / "service.log", env))

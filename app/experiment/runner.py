@@ -141,6 +141,7 @@ def run_experiment(settings: Settings, plan: ExperimentPlan) -> int:
             "FLEETBED_WORKERS": str(plan.workers),
             "FLEETBED_OPERATOR_TOKEN": settings.operator_token,
             "FLEETBED_COMMAND_INTERVAL_S": str(max(1, round(plan.interval_s))),
+            "FLEETBED_LOGIN_RATE_PER_S": "0",  # the local fleet logs every device in from one address
             "PYTHONUNBUFFERED": "1",
         }
         service_log = plan.out / "service.log"
@@ -238,7 +239,7 @@ def finish(plan: ExperimentPlan, record: dict[str, Any], locust_log: Path) -> in
     except RunDirectoryError as exc:
         tail = locust_log.read_text(errors="replace")[-3000:]
         print(f"fleetbed experiment: no report: {exc}\n--- locust.log (tail) ---\n{tail}", file=sys.stderr)
-        return 1
+        return INTERRUPTED if record["interrupted"] else 1
     print(f"\n{summary['bottleneck']['sentence']}", file=sys.stderr)
     capacity, knee, broken = summary["capacity_devices"], summary["knee_devices"], summary["broken_devices"]
     # A search breaks the SLO on purpose: what it says is where; other runs say whether it held.

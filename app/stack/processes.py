@@ -1,5 +1,6 @@
 """The processes an experiment (or `fleetbed up`) starts: each in its own session, so a Ctrl-C reaches only
-fleetbed, which then stops them in order and can still write its report. Always stopped on the way out."""
+fleetbed, which then stops them in order and can still write its report. Always stopped on the way out, and
+sent SIGTERM by the kernel should fleetbed die without a chance to stop them (app/stack/lifetime.py)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from app.stack.lifetime import die_with_parent
 
 STOP_TIMEOUT_S = 20.0
 
@@ -60,6 +63,7 @@ def child(
             env={**os.environ, **env},
             cwd=cwd,
             start_new_session=True,
+            preexec_fn=die_with_parent(os.getpid()),
         )
     try:
         yield process

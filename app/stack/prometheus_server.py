@@ -8,6 +8,7 @@ writes that file, `LocalPrometheus` runs the binary on it (storage in a director
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import time
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
+from app.stack.lifetime import die_with_parent
 from app.stack.processes import stop
 from app.stack.resources import monitoring_dir
 
@@ -110,6 +112,7 @@ class LocalPrometheus:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
+                preexec_fn=die_with_parent(os.getpid()),
             )
         self._wait_ready(log_path)
         return self

@@ -39,6 +39,7 @@ class Service:
             "FLEETBED_PORT": str(self.port),
             "FLEETBED_OPERATOR_TOKEN": OPERATOR_TOKEN,
             "FLEETBED_COMMAND_INTERVAL_S": "1",
+            "FLEETBED_LOGIN_RATE_PER_S": "0",  # the whole fleet logs in from one address
             **extra,
         }
 

@@ -28,7 +28,7 @@ class DriverReport:
 async def _device(
     base: str, session: aiohttp.ClientSession, report: DriverReport, stop: asyncio.Event, pace_s: float
 ) -> None:
-    device_id, headers = await _login(base, session, report, stop, None)
+    device_id, secret, headers = await _login(base, session, report, stop, None, None)
     n = 0
     while not stop.is_set():
         sent = reading(BASE_TIME + timedelta(seconds=n), charge_now=n % 1000, water_level=n % 101)
@@ -45,27 +45,34 @@ async def _device(
                     report.retry_after.add(response.headers.get("Retry-After"))
                 if response.status == 401:  # what a real device does: log in again, then send the reading again
                     report.relogins += 1
-                    device_id, headers = await _login(base, session, report, stop, device_id)
+                    device_id, secret, headers = await _login(base, session, report, stop, device_id, secret)
         except (aiohttp.ClientError, ConnectionError, TimeoutError):
             report.connection_errors += 1
         await asyncio.sleep(0.05)  # not acknowledged: the same reading again, shortly
 
 
 async def _login(
-    base: str, session: aiohttp.ClientSession, report: DriverReport, stop: asyncio.Event, device_id: str | None
-) -> tuple[str | None, dict[str, str]]:
-    """Log in (as `device_id` when given, else as a new device) until it works or the run stops."""
+    base: str,
+    session: aiohttp.ClientSession,
+    report: DriverReport,
+    stop: asyncio.Event,
+    device_id: str | None,
+    secret: str | None,
+) -> tuple[str | None, str | None, dict[str, str]]:
+    """Log in (as `device_id` with its `secret` when given, else as a new device) until it works or the run stops;
+    the device keeps the secret its first login returned, as a real one does."""
     while not stop.is_set():
         try:
-            body = {"device_id": device_id} if device_id else None
+            body = {"device_id": device_id, "device_secret": secret} if device_id else None
             async with session.post(f"{base}/login", json=body) as response:
                 if response.status == 200:
                     answer = await response.json()
-                    return answer["device_id"], {"Authorization": f"Bearer {answer['token']}"}
+                    secret = answer.get("device_secret", secret)
+                    return answer["device_id"], secret, {"Authorization": f"Bearer {answer['token']}"}
         except (aiohttp.ClientError, ConnectionError, TimeoutError):
             report.connection_errors += 1
         await asyncio.sleep(0.1)
-    return device_id, {}
+    return device_id, secret, {}
 
 
 async def drive(base: str, devices: int, stop: asyncio.Event, report: DriverReport, pace_s: float = 0.0) -> None:

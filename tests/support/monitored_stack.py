@@ -119,6 +119,7 @@ def monitored_stack(postgres_server: str, tmp_path_factory: pytest.TempPathFacto
                 "FLEETBED_WORKERS": str(SERVICE_WORKERS),
                 "FLEETBED_OPERATOR_TOKEN": OPERATOR_TOKEN,
                 "FLEETBED_COMMAND_INTERVAL_S": "1",
+                "FLEETBED_LOGIN_RATE_PER_S": "0",  # the whole fleet logs in from one address
             }
             stack.enter_context(running_fleetbed(["serve", "--no-migrate"], service_env, ports["service"]))
             stack.enter_context(
