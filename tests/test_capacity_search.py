@@ -1,5 +1,9 @@
-"""The capacity search's answer holds up: run twice it agrees within 20%, a constant fleet at the capacity it
-reported holds the SLO, and one half as large again breaks it.
+"""The capacity search's answer holds up: run twice it agrees within 20%, a constant fleet a fifth below the
+capacity it reported holds the SLO, and one half as large again breaks it.
+
+The capacity is the edge itself (the largest fleet whose judged window held), so a longer constant run exactly
+there lands on either side of the limit; a capacity reported with headroom is an open item (docs/experiment-and-
+report.md, "How sure").
 
 The service carries a planted cost (3 ms of CPU per request, the test-only FLEETBED_TEST_HANDLER_CPU_MS), so its
 core gives out at a small fleet and sharply, whatever else the machine runs: a cycle a second is 2 requests, so a
@@ -40,7 +44,8 @@ def test_the_search_repeats_and_its_capacity_holds_where_half_as_much_again_brea
     capacity = int(first["capacity_devices"])  # type: ignore[call-overload]
     constant = ["experiment", "--duration", "30s", "--interval", "1s", "--devices-per-user", "1", "--slo", SLO,
                 "--no-prometheus"]  # fmt: skip
-    at_capacity = _summary(tmp_path / "at", [*constant, "--devices", str(capacity)], tmp_path / "data")
+    below = round(0.8 * capacity)
+    at_capacity = _summary(tmp_path / "at", [*constant, "--devices", str(below)], tmp_path / "data")
     beyond = _summary(tmp_path / "beyond", [*constant, "--devices", str(round(1.5 * capacity))], tmp_path / "data")
     assert at_capacity["slo_held"] is True, at_capacity["steps"]
     assert beyond["slo_held"] is False, beyond["steps"]
