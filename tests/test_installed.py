@@ -256,7 +256,7 @@ def test_the_main_job_runs_from_the_installed_wheel(installed: Installation, els
     from its shared copy under /var/lib/fleetbed, bundled libraries included."""
     require_prometheus()
     result = installed.run(
-        "fleetbed", "experiment", "--devices", "10", "--duration", "8s", "--interval", "1s", "--out", "run",
+        "fleetbed", "experiment", "--devices", "10", "--duration", "20s", "--interval", "1s", "--out", "run",
         cwd=elsewhere, timeout=300,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-4000:]

@@ -182,6 +182,10 @@ def test_service_master_and_workers_on_separate_hosts(data_dir: Path, tmp_path: 
             "FLEETBED_DATA_DIR": str(data_dir),
             "FLEETBED_OPERATOR_TOKEN": OPERATOR_TOKEN,
             "FLEETBED_COMMAND_INTERVAL_S": "1",
+            # A private rehearsal network: the service listens beyond loopback, where enrolment is closed by default,
+            # and every device of a worker logs in from that worker's one address.
+            "FLEETBED_ENROLL_OPEN": "1",
+            "FLEETBED_LOGIN_RATE_PER_S": "0",
         }
         serve = service.command(
             *fleetbed_command(), "serve", "--host", service.address, "--port", str(SERVICE_PORT), "--workers", "2"
