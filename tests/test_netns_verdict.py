@@ -177,8 +177,8 @@ def rehearsal() -> Iterator[Rehearsal]:
                 "FLEETBED_DATA_DIR": str(data_dir),
                 "FLEETBED_OPERATOR_TOKEN": OPERATOR_TOKEN,
                 "FLEETBED_COMMAND_INTERVAL_S": "1",
-                # A private rehearsal network: the service listens beyond loopback, where enrolment is closed by default,
-                # and every device of a worker logs in from that worker's one address.
+                # A private rehearsal network: the service listens beyond loopback, where enrolment is closed by
+                # default, and every device of a worker logs in from that worker's one address.
                 "FLEETBED_ENROLL_OPEN": "1",
                 "FLEETBED_LOGIN_RATE_PER_S": "0",
                 "FLEETBED_DATABASE_URL": f"postgresql://postgres@127.0.0.1:{PROXY_PORT}/fleetbed",
