@@ -11,7 +11,7 @@ and two workers, each in its own network namespace with its own address.
   beside the service's: a CPU quota alone does not show, because a throttled backend that has its next statement
   waiting still reports ClientRead, as if the network were slow), its WAL syncs (a cgroup v1 blkio limit of
   write IOPS on the disk under the data directory: WAL flushes are fdatasync calls made by the backends
-  themselves, so the limit applies to them), lock contention (a session holding every device row for 3 s at a
+  themselves, so the limit applies to them), lock contention (a session holding every device state row for 3 s at a
   time) and network latency (20 ms each way added by the service host's proxy; no `tc netem` on this kernel).
 """
 

@@ -1,9 +1,9 @@
-"""A session that holds the devices' rows for seconds at a time, as a long report or a migration would: the
-service's writers (which lock the rows of their batch's devices before they write) queue behind it.
+"""A session that holds the devices' state rows for seconds at a time, as a long report or a migration would: the
+service's writers (whose one statement updates the state row of each device in their batch) queue behind it.
 
     python -m tests.support.lock_holder DATABASE_URL HOLD_S
 
-Loops until stopped (SIGTERM): lock every device row (FOR UPDATE), hold them HOLD_S, commit, let go briefly.
+Loops until stopped (SIGTERM): lock every device's state row (FOR UPDATE), hold them HOLD_S, commit, let go briefly.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ async def main(url: str, hold_s: float) -> None:
     try:
         while not stopping.is_set():
             async with conn.transaction():
-                await conn.execute("SELECT 1 FROM device FOR UPDATE")
+                await conn.execute("SELECT 1 FROM device_state FOR UPDATE")
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stopping.wait(), hold_s)
             await asyncio.sleep(PAUSE_S)
