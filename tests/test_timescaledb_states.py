@@ -19,6 +19,7 @@ import pytest
 from app.db.migrations import MigrationError, applied_migrations, check_timescaledb, load_migrations, migrate
 from app.db.timescaledb import Outcome, TimescaleDBState, decide, names_timescaledb, read_state
 from tests.support.processes import fleetbed_command
+from tests.support.requirements import missing
 
 NEWER, OLDER = "2.23.0", "2.20.0"
 
@@ -149,7 +150,7 @@ def test_timescaledb_loaded_but_not_created_gets_the_hypertable_layout() -> None
 
     reason = ts.timescaledb_available()
     if reason is not None:
-        pytest.skip(reason)
+        missing(reason)
     ts.ensure_node_modules()
 
     async def state_then_migrate(url: str) -> tuple[TimescaleDBState, str | None]:
