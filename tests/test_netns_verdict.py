@@ -30,6 +30,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -45,11 +46,14 @@ PG_BIN = Path("/usr/lib/postgresql/15/bin")
 QUERIES = REPO / "monitoring" / "postgres_exporter" / "queries.yml"
 ROLES = ["database", "service", "monitor", "master", "worker1", "worker2"]
 PROXY_PORT = 6432
+SERVICE_PORT = 8080
+PLANT_SERVICE_PORT = 8081
 DELAY_MS = 20
 BUSY_SESSIONS = 3
 WAL_WRITE_IOPS = 10
 STEP_DEVICES = 100
 UI_RUN = "web ui rehearsal"
+MASTER_PORT = 5557
 
 POST_FORM = """
 import json, sys, urllib.parse, urllib.request
@@ -68,6 +72,7 @@ class Rehearsal:
     data_dir: Path
     proxy: subprocess.Popen[bytes]
     workdir: Path
+    service_env: dict[str, str]
 
     def postgres_pids(self) -> list[int]:
         """PostgreSQL's processes but the exporter's own backend (it connects from the database host itself): the
@@ -102,7 +107,7 @@ def wait_until(what: str, check: object, timeout_s: float = 60.0) -> None:
 
 def prometheus_config(hosts: dict[str, Host]) -> str:
     jobs = {
-        "fleetbed": [f"{hosts['service'].address}:8080"],
+        "fleetbed": [f"{hosts['service'].address}:{SERVICE_PORT}"],
         "locust": [f"{hosts['master'].address}:9646"],
         "node": [f"{hosts['database'].address}:9100", f"{hosts['service'].address}:9100"],
         "postgres": [f"{hosts['database'].address}:9187"],
@@ -111,6 +116,18 @@ def prometheus_config(hosts: dict[str, Host]) -> str:
     for job, targets in jobs.items():
         lines += [f"  - job_name: {job}", "    static_configs:", f"      - targets: {json.dumps(targets)}"]
     return "\n".join(lines) + "\n"
+
+
+@contextmanager
+def serving(hosts: dict[str, Host], port: int, env: dict[str, str], log: Path) -> Iterator[str]:
+    """The service on the service host at `port` with `env`, ready; yields its URL."""
+    service = hosts["service"]
+    serve = service.command(*fleetbed_command(), "serve", "--host", service.address, "--port", str(port))
+    with started(serve, log, env, signal.SIGTERM):
+        url = f"http://{service.address}:{port}"
+        ready = lambda: {"ready"} if hosts["master"].fetch(f"{url}/readyz")[0] == 200 else set()  # noqa: E731
+        wait_for(f"the service on port {port} ready", ready, {"ready"})
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -173,7 +190,7 @@ def rehearsal() -> Iterator[Rehearsal]:
             proxy = stack.enter_context(started(proxy_command, workdir / "proxy.log", {}, signal.SIGTERM))
             data_dir = workdir / "service-data"
             data_dir.mkdir()
-            service_env = {
+            service_env: dict[str, str] = {
                 "FLEETBED_DATA_DIR": str(data_dir),
                 "FLEETBED_OPERATOR_TOKEN": OPERATOR_TOKEN,
                 "FLEETBED_COMMAND_INTERVAL_S": "1",
@@ -183,11 +200,7 @@ def rehearsal() -> Iterator[Rehearsal]:
                 "FLEETBED_LOGIN_RATE_PER_S": "0",
                 "FLEETBED_DATABASE_URL": f"postgresql://postgres@127.0.0.1:{PROXY_PORT}/fleetbed",
             }
-            serve = service.command(*fleetbed_command(), "serve", "--host", service.address, "--port", "8080")
-            stack.enter_context(started(serve, workdir / "service.log", service_env, signal.SIGTERM))
-            service_url = f"http://{service.address}:8080"
-            ready_service = lambda: {"ready"} if hosts["master"].fetch(f"{service_url}/readyz")[0] == 200 else set()  # noqa: E731
-            wait_for("the service ready", ready_service, {"ready"})
+            service_url = stack.enter_context(serving(hosts, SERVICE_PORT, service_env, workdir / "service.log"))
 
             config = workdir / "prometheus.yml"
             config.write_text(prometheus_config(hosts))
@@ -205,7 +218,7 @@ def rehearsal() -> Iterator[Rehearsal]:
                 return {item["metric"]["job"] for item in json.loads(body)["data"]["result"]}
 
             wait_for("Prometheus scraping the service and both exporters", targets_up, {"fleetbed", "node", "postgres"})
-            yield Rehearsal(hosts, service_url, prometheus_url, database_url, data_dir, proxy, workdir)
+            yield Rehearsal(hosts, service_url, prometheus_url, database_url, data_dir, proxy, workdir, service_env)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
@@ -226,9 +239,9 @@ def cgroup(controller: str, settings: dict[str, str], pids: list[int]) -> Iterat
         held = (group / "cgroup.procs").read_text().split()
         stat = (group / "cpu.stat").read_text() if (group / "cpu.stat").exists() else ""
         print(f"cgroup {controller}: {len(pids)} pids planted, {len(held)} held at the end; {stat}")
-        for pid in held:
+        for left in held:
             with suppress(ProcessLookupError, OSError):
-                Path(f"/sys/fs/cgroup/{controller}/cgroup.procs").write_text(pid)
+                Path(f"/sys/fs/cgroup/{controller}/cgroup.procs").write_text(left)
         group.rmdir()
 
 
@@ -282,6 +295,33 @@ def users_now(history: Path) -> int:
     return int(rows[-1]["User Count"]) if rows else 0
 
 
+@contextmanager
+def target_experiment(
+    rehearsal: Rehearsal, tmp_path: Path, args: list[str], service_url: str | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    """`fleetbed experiment --target` from the master's host against the rehearsal's service (or `service_url`),
+    with its Prometheus; its output in tmp_path/run, its log in tmp_path/experiment.log. Stopped with Ctrl-C when
+    the block ends, should it still run."""
+    command = rehearsal.hosts["master"].command(
+        *fleetbed_command(), "experiment", "--target", service_url or rehearsal.service_url,
+        "--prometheus", rehearsal.prometheus_url, "--interval", "1s", *args, "--out", str(tmp_path / "run"),
+    )  # fmt: skip
+    env = {"FLEETBED_OPERATOR_TOKEN": OPERATOR_TOKEN, "FLEETBED_DATA_DIR": str(tmp_path / "generator")}
+    with started(command, tmp_path / "experiment.log", env, signal.SIGINT) as experiment:
+        yield experiment
+
+
+def named(tmp_path: Path, code: int, kind: str, opening: str) -> dict[str, Any]:
+    """The run's bottleneck, after checking it is `kind` with a sentence opening with `opening`."""
+    assert code in (0, 1), (tmp_path / "experiment.log").read_text(errors="replace")[-3000:]
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    found: dict[str, Any] = summary["bottleneck"]
+    print(f"{kind}: {found['sentence']}")
+    assert found["kind"] == kind, json.dumps(found, indent=2)
+    assert str(found["sentence"]).startswith(opening), found["sentence"]
+    return found
+
+
 @pytest.mark.parametrize(
     ("kind", "opening"),
     [
@@ -294,26 +334,85 @@ def users_now(history: Path) -> int:
 def test_a_planted_bottleneck_of_the_database_host_is_named(
     rehearsal: Rehearsal, kind: str, opening: str, tmp_path: Path
 ) -> None:
-    out = tmp_path / "run"
-    command = rehearsal.hosts["master"].command(
-        *fleetbed_command(), "experiment", "--target", rehearsal.service_url, "--prometheus", rehearsal.prometheus_url,
-        "--devices", str(2 * STEP_DEVICES), "--step-devices", str(STEP_DEVICES), "--step-seconds", "15s",
-        "--duration", "30s", "--interval", "1s", "--slo", "p95=10000, failures=0.5", "--out", str(out),
-    )  # fmt: skip
-    env = {"FLEETBED_OPERATOR_TOKEN": OPERATOR_TOKEN, "FLEETBED_DATA_DIR": str(tmp_path / "generator")}
-    log = tmp_path / "experiment.log"
-    with started(command, log, env, signal.SIGINT) as experiment:
+    args = ["--devices", str(2 * STEP_DEVICES), "--step-devices", str(STEP_DEVICES), "--step-seconds", "15s",
+            "--duration", "30s", "--slo", "p95=10000, failures=0.5"]  # fmt: skip
+    with target_experiment(rehearsal, tmp_path, args) as experiment:
         # Planted when the second step's devices are all running, so the first step is the calm reference.
-        wait_until("the second step", lambda: users_now(out / "locust_stats_history.csv") >= 2 * STEP_DEVICES, 90)
+        history = tmp_path / "run" / "locust_stats_history.csv"
+        wait_until("the second step", lambda: users_now(history) >= 2 * STEP_DEVICES, 90)
         with planted(kind, rehearsal):
             code = experiment.wait(timeout=120)
-    assert code in (0, 1), log.read_text(errors="replace")[-3000:]
-    summary = json.loads((out / "summary.json").read_text())
-    found = summary["bottleneck"]
-    assert found["kind"] == kind, json.dumps(found, indent=2)
-    assert found["sentence"].startswith(opening), found["sentence"]
+    found = named(tmp_path, code, kind, opening)
     database = rehearsal.hosts["database"].address
     assert any(line.startswith(f"PostgreSQL on host {database}") for line in found["evidence"]), found["evidence"]
+
+
+@contextmanager
+def slow_inserts(rehearsal: Rehearsal) -> Iterator[None]:
+    """Every insert statement into measurement (one per group-commit batch) sleeps 150 ms, until the block ends."""
+    psql = [str(PG_BIN / "psql"), rehearsal.database_url, "-v", "ON_ERROR_STOP=1", "-c"]
+    rehearsal.hosts["database"].run(
+        *psql,
+        "CREATE FUNCTION slow_insert() RETURNS trigger LANGUAGE plpgsql AS "
+        "$$ BEGIN PERFORM pg_sleep(0.15); RETURN NULL; END $$;"
+        "CREATE TRIGGER slow_insert BEFORE INSERT ON measurement FOR EACH STATEMENT EXECUTE FUNCTION slow_insert()",
+    )
+    try:
+        yield
+    finally:
+        rehearsal.hosts["database"].run(*psql, "DROP TRIGGER slow_insert ON measurement; DROP FUNCTION slow_insert()")
+
+
+# The plants of one machine (tests/test_diagnosis.py), planted from the start: the service's settings (a service
+# with them beside the rehearsal's), the database's inserts, or the generator's own arguments.
+SERVICE_AND_GENERATOR_PLANTS = [
+    pytest.param(
+        "pool", "The database pool ran out first", {"FLEETBED_POOL_MIN_SIZE": "1", "FLEETBED_POOL_MAX_SIZE": "1"},
+        ["--devices", "400", "--step-devices", "200", "--step-seconds", "10s", "--duration", "20s",
+         "--slo", "p95=10000, failures=0.5"],
+        id="tiny-pool",
+    ),
+    pytest.param(
+        "service-cpu", "Service CPU saturated first", {"FLEETBED_TEST_HANDLER_CPU_MS": "2"},
+        ["--devices", "300", "--step-devices", "100", "--step-seconds", "10s", "--duration", "30s",
+         "--slo", "p95=10000, failures=0.5"],
+        id="cpu-heavy-handler",
+    ),
+    pytest.param(
+        "commit", "Commits slowed first", None,
+        ["--devices", "300", "--step-devices", "150", "--step-seconds", "10s", "--duration", "20s",
+         "--slo", "p95=10000, failures=0.5"],
+        id="slow-commits",
+    ),
+    pytest.param(
+        "generator", "The generator was the limit, not the service", {},
+        ["--devices", "1000", "--devices-per-user", "1000", "--connections-per-user", "1", "--duration", "20s"],
+        id="saturated-generator",
+    ),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("kind", "opening", "service_env", "args"), SERVICE_AND_GENERATOR_PLANTS)
+def test_a_planted_bottleneck_of_the_service_or_the_generator_is_named(
+    rehearsal: Rehearsal,
+    kind: str,
+    opening: str,
+    service_env: dict[str, str] | None,
+    args: list[str],
+    tmp_path: Path,
+) -> None:
+    with ExitStack() as plant:
+        service_url = rehearsal.service_url
+        if service_env is None:
+            plant.enter_context(slow_inserts(rehearsal))
+        elif service_env:
+            env = {**rehearsal.service_env, **service_env}
+            service_url = plant.enter_context(
+                serving(rehearsal.hosts, PLANT_SERVICE_PORT, env, tmp_path / "service.log")
+            )
+        with target_experiment(rehearsal, tmp_path, args, service_url) as experiment:
+            code = experiment.wait(timeout=120)
+    named(tmp_path, code, kind, opening)
 
 
 def test_a_run_started_from_the_web_ui_is_reported_from_prometheus(rehearsal: Rehearsal, tmp_path: Path) -> None:
@@ -361,3 +460,35 @@ def test_a_run_started_from_the_web_ui_is_reported_from_prometheus(rehearsal: Re
     assert summary["bottleneck"]["sentence"] == done.stdout.strip()
     evidence = summary["bottleneck"]["evidence"]
     assert any(line.startswith(f"PostgreSQL on host {hosts['database'].address}") for line in evidence), evidence
+
+
+def test_an_experiment_on_remote_workers_uses_both_and_gives_a_verdict(rehearsal: Rehearsal, tmp_path: Path) -> None:
+    """`fleetbed experiment --target --master --expect-workers 2` on the master's host, Locust workers on two other
+    hosts connecting to it: the run waits for both, both send the load, and the run ends with a verdict."""
+    hosts = rehearsal.hosts
+    master, workers = hosts["master"], [hosts["worker1"], hosts["worker2"]]
+    addresses = {worker.address for worker in workers}
+    args = ["--master", "--expect-workers", "2", "--master-bind-host", master.address,
+            "--devices", str(2 * STEP_DEVICES), "--step-devices", str(STEP_DEVICES), "--step-seconds", "10s",
+            "--duration", "20s", "--slo", "p95=10000, failures=0.5"]  # fmt: skip
+    env = {"FLEETBED_OPERATOR_TOKEN": OPERATOR_TOKEN, "PYTHONUNBUFFERED": "1"}
+    with ExitStack() as stack:
+        experiment = stack.enter_context(target_experiment(rehearsal, tmp_path, args))
+        for worker in workers:
+            command = locust(worker, *compose_worker_command(master.address), "--master-port", str(MASTER_PORT))
+            stack.enter_context(started(command, tmp_path / f"{worker.role}.log", env, signal.SIGINT))
+        wait_for("both workers connected to the master", lambda: master.established_peers(MASTER_PORT), addresses)
+        service_peers = lambda: hosts["service"].established_peers(SERVICE_PORT)  # noqa: E731
+        wait_for("both workers sending requests to the service", service_peers, addresses)
+        code = experiment.wait(timeout=150)
+    assert code in (0, 1), (tmp_path / "experiment.log").read_text(errors="replace")[-3000:]
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    print(f"remote workers: {summary['bottleneck']['sentence']}")
+    assert [step["devices"] for step in summary["steps"]] == [STEP_DEVICES, 2 * STEP_DEVICES], summary["steps"]
+    assert summary["bottleneck"]["kind"] not in ("unknown", ""), summary["bottleneck"]
+    # The master recorded the run with both workers in it.
+    status, body = master.fetch(f"{rehearsal.service_url}/runs", OPERATOR_TOKEN)
+    assert status == 200, body
+    run = next(r for r in json.loads(body)["runs"] if r["name"] == "experiment run")  # the newest first
+    status, body = master.fetch(f"{rehearsal.service_url}/runs/{run['id']}", OPERATOR_TOKEN)
+    assert max(snapshot["stats"]["workers"] for snapshot in json.loads(body)["snapshots"]) == 2, body
