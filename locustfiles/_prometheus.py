@@ -19,6 +19,13 @@ Read from the master's aggregated stats at scrape time, so they cover all worker
     fleetbed_generator_recent_schedule_lag_seconds{quantile}   gauge  the last 10 s (not bucket bounds)
     fleetbed_generator_window_slo_met              gauge    the open window's SLO so far: 1 met, 0 broken (absent
                                                             while it warms up, or without --slo)
+    process_cpu_seconds_total                      counter  CPU of this process (the master, or the one local
+                                                            process), with the other process_* figures
+    fleetbed_generator_busiest_worker_cpu_cores    gauge    the busiest worker's CPU, as workers report it to the
+                                                            master (every few seconds); absent without workers
+    fleetbed_generator_workers_cpu_cores           gauge    all workers' CPU together; absent without workers
+
+Each Locust process runs on one core, so the busiest one's CPU says whether the generator itself was the limit.
 
 Names (`name`) are Locust request names (URL templates), so labels stay bounded. The `locust_*` families are
 HTTP requests only; the slots and the backlog are the fleet's own figures (`_fleet_stats`).
@@ -33,7 +40,7 @@ from typing import Any
 from _fleet_stats import fleet_stats
 from _live import LiveState
 from locust.env import Environment
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry, ProcessCollector, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -86,6 +93,13 @@ class LocustCollector(Collector):
             for state, count in sorted(states.items()):
                 workers.add_metric([state], count)
         yield workers
+        if clients is not None and len(clients):
+            # Locust's own figure: each worker's process CPU in percent of one core, sent with its heartbeat.
+            cores = [float(getattr(worker, "cpu_usage", 0) or 0) / 100.0 for worker in clients.values()]
+            yield GaugeMetricFamily(
+                "fleetbed_generator_busiest_worker_cpu_cores", "The busiest worker's CPU, cores", value=max(cores)
+            )
+            yield GaugeMetricFamily("fleetbed_generator_workers_cpu_cores", "All workers' CPU, cores", value=sum(cores))
 
         requests = CounterMetricFamily("locust_requests", "Requests by request name", labels=["method", "name"])
         failures = CounterMetricFamily("locust_failures", "Failed requests by request name", labels=["method", "name"])
@@ -159,6 +173,7 @@ def serve_metrics(environment: Environment, host: str, port: int, state: Callabl
     """Start the /metrics server; returns (server, thread) for shutdown."""
     registry = CollectorRegistry()
     registry.register(LocustCollector(environment, state))
+    ProcessCollector(registry=registry)  # process_cpu_seconds_total of the master (or the one local process)
     server = start_http_server(port, addr=host, registry=registry)
     log.info("Prometheus metrics of the load generator on http://%s:%s/metrics", host, port)
     return server

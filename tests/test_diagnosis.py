@@ -136,7 +136,7 @@ def test_a_machine_kept_full_by_others_is_not_the_runs_shared_cores() -> None:
 
 
 def test_a_generator_whose_cpu_was_not_measured_is_said_so() -> None:
-    # A run read back from Prometheus: the Locust master exports no CPU figure.
+    # A run read back from a Prometheus that kept no CPU figure of the Locust master or its workers.
     first = replace(CALM, start=0.0, end=10.0, generator_cpu_cores=math.nan)
     stress = replace(first, devices=200, start=10.0, end=20.0, slo_passed=False, lag_p99_ms=900.0)
     found = diagnose([first, stress], None, 1)

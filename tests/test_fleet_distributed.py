@@ -1,5 +1,5 @@
-"""Master + 2 workers on loopback: the fleet is split between the workers, and the master's totals, metrics,
-SLO verdict and run record agree with what the service counted."""
+"""Master + 2 workers on loopback: the fleet is split between the workers, and the master's totals, metrics (its
+CPU and its workers' included), SLO verdict and run record agree with what the service counted."""
 
 from __future__ import annotations
 
@@ -48,6 +48,10 @@ async def test_master_and_two_workers_report_correct_totals(pg_url: str, tmp_pat
 
     assert sum(value for _, value in family_samples(generator, "locust_workers")) == 2
     assert family_samples(generator, "locust_users") == [({}, 6.0)]
+    # The generator's CPU, for a verdict read back from Prometheus: the master's own, and its workers' as reported.
+    assert family_samples(generator, "process_cpu_seconds_total")[0][1] > 0
+    for name in ("fleetbed_generator_busiest_worker_cpu_cores", "fleetbed_generator_workers_cpu_cores"):
+        assert [value >= 0 for _, value in family_samples(generator, name)] == [True], name
     assert "overall: PASS" in master.output
 
     by_route: dict[tuple[str, str], float] = defaultdict(float)

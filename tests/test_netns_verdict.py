@@ -406,7 +406,7 @@ def test_a_planted_bottleneck_of_the_service_or_the_generator_is_named(
         if service_env is None:
             plant.enter_context(slow_inserts(rehearsal))
         elif service_env:
-            env = {**rehearsal.service_env, **service_env}
+            env = {**rehearsal.service_env, "FLEETBED_DRAIN_TIMEOUT_S": "3", **service_env}
             service_url = plant.enter_context(
                 serving(rehearsal.hosts, PLANT_SERVICE_PORT, env, tmp_path / "service.log")
             )
@@ -460,6 +460,9 @@ def test_a_run_started_from_the_web_ui_is_reported_from_prometheus(rehearsal: Re
     assert summary["bottleneck"]["sentence"] == done.stdout.strip()
     evidence = summary["bottleneck"]["evidence"]
     assert any(line.startswith(f"PostgreSQL on host {hosts['database'].address}") for line in evidence), evidence
+    # The generator's CPU from Prometheus alone: the master's own and its workers' as they report it.
+    generator_cpu = next(float(line.split()[2]) for line in evidence if line.startswith("generator CPU"))
+    assert generator_cpu > 0, evidence
 
 
 def test_an_experiment_on_remote_workers_uses_both_and_gives_a_verdict(rehearsal: Rehearsal, tmp_path: Path) -> None:

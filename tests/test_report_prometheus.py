@@ -47,6 +47,8 @@ def kept(
         ("lock", "lock-waits", "Writers queued on locks"),
         ("io_wal", "database-disk", "Commits waited on the database's disk"),
         ("cpu", "database-cpu", "The database host ran out of CPU"),
+        # The Locust master's own CPU and what its workers report: the generator is judged from Prometheus too.
+        ("generator", "generator", "The generator was the limit, not the service"),
     ],
     indirect=["kept"],
 )
@@ -83,6 +85,8 @@ def test_a_kept_run_is_reported_from_prometheus(
     assert summary["bottleneck"]["sentence"] == done.stdout.strip()
     evidence = summary["bottleneck"]["evidence"]
     assert any(line.startswith(f"PostgreSQL on host {DATABASE}") for line in evidence), evidence
+    generator_cpu = next(float(line.split()[2]) for line in evidence if line.startswith("generator CPU"))
+    assert generator_cpu == pytest.approx(0.97 if kind == "generator" else 0.4, abs=0.03), evidence
     # The generator's host had no node exporter: said, not skipped.
     assert any(line.startswith(f"not seen: host {GENERATOR} (generator)") for line in evidence), evidence
 

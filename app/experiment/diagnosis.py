@@ -53,7 +53,7 @@ def _ms(value: float) -> str:
 
 
 def _locust_cpu(cores: float) -> str:
-    """Locust's CPU for a sentence: a run read back from Prometheus has none (the master exports no process CPU)."""
+    """Locust's CPU for a sentence: none when it was not measured (a Prometheus that kept no Locust CPU figures)."""
     return f"Locust used {cores:.2f} cores" if math.isfinite(cores) else "Locust's CPU was not measured"
 
 

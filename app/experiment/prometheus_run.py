@@ -7,7 +7,8 @@ here from range queries, in the same files, so the same analysis reads it (`repo
 - `locust_stats_history.csv`: the Locust master's `:9646` metrics (users, requests and failures by request name,
   latency and schedule-lag percentiles over 10-second windows from its histograms);
 - `resources.csv`: the service's own metrics (job `fleetbed`), the columns of `sampler.SERVICE_SAMPLES`, and the
-  generator's CPU (job `locust`);
+  generator's CPU (job `locust`: the busiest Locust process, the master's own `process_cpu_seconds_total` or the
+  busiest worker's as reported to the master);
 - `hosts.csv`, `hosts.json`: the machines and PostgreSQL (`prometheus_evidence`);
 - `locust_windows.json`: the fleet's windows of constant users with their warm-up and judged figures
   (`prometheus_windows`), for the SLO evaluator;
@@ -48,6 +49,7 @@ from app.stack.prometheus_export import (
     write_tidy,
 )
 
+GENERATOR_CORES = "generator_cpu_cores"  # a gauge, integrated into resources.csv's generator_cpu_seconds
 LATENCY_WINDOW = "10s"  # Locust's own percentile window (`--csv-full-history`), so both sources agree
 RUN_TIMEOUT_S = 10.0
 MIN_STEP_S = 1.0
@@ -159,9 +161,17 @@ def locust_queries() -> dict[str, str]:
     }
 
 
-def resource_queries() -> dict[str, str]:
+def generator_cpu_query(window: str) -> str:
+    """The busiest Locust process's cores: the master's (or the one local process's) own CPU, or the busiest worker's
+    as the workers report it to the master. Locust runs each process on one core, so the busiest is the limit."""
+    master = f'label_replace(rate(process_cpu_seconds_total{{job="locust"}}[{window}]), "process", "master", "", "")'
+    worker = 'label_replace(fleetbed_generator_busiest_worker_cpu_cores{job="locust"}, "process", "worker", "", "")'
+    return f"max({master} or {worker})"
+
+
+def resource_queries(window: str) -> dict[str, str]:
     queries = {column: f'sum({sample}{{job="fleetbed"}})' for column, sample in SERVICE_SAMPLES.items()}
-    queries["generator_cpu_seconds"] = 'sum(process_cpu_seconds_total{job="locust"})'
+    queries[GENERATOR_CORES] = generator_cpu_query(window)
     queries["workers"] = 'count(count by (instance, worker) (process_cpu_seconds_total{job="fleetbed"}))'
     return queries
 
@@ -240,6 +250,11 @@ def write_resources(path: Path, found: list[Series], grid: np.ndarray) -> int:
     """The service's and the generator's counters in `resources.csv`; returns the service's worker count."""
     columns = {series.query: _on_grid(series, grid) for series in found}
     workers = columns.pop("workers", np.zeros(0))
+    cores = columns.pop(GENERATOR_CORES, None)
+    if cores is not None and np.isfinite(cores).any():
+        # The cumulative CPU seconds the local sampler writes, so one analysis reads both.
+        held = np.diff(grid, prepend=grid[0])
+        columns["generator_cpu_seconds"] = np.where(np.isfinite(cores), np.cumsum(np.nan_to_num(cores) * held), np.nan)
     table = np.array([columns.get(column, np.full(grid.size, math.nan)) for column in COLUMNS[1:]]).T
     with path.open("w", newline="") as out:
         writer = csv.writer(out, lineterminator="\n")
@@ -281,10 +296,10 @@ def build_run_directory(prometheus_url: str, window: RunWindow, out: Path) -> di
     interval_s = float(window.plan.get("interval_s") or DEFAULT_INTERVAL_S)
     found_windows = windows(cumulative, grid, np.nan_to_num(users), per_user, interval_s)
     write_windows(out / WINDOWS_FILE, found_windows, window.plan.get("slo"))
-    workers = write_resources(
-        out / RESOURCES_FILE, export_series(prometheus_url, resource_queries(), start_ms, end_ms, step_ms), grid
-    )
     window_s = f"{max(4 * scrape_s, 2 * step_s):g}s"
+    workers = write_resources(
+        out / RESOURCES_FILE, export_series(prometheus_url, resource_queries(window_s), start_ms, end_ms, step_ms), grid
+    )
     evidence = host_evidence(prometheus_url, start, float(grid[-1]), step_s, window_s)
     write_evidence(out, evidence)
     with (out / "prometheus.csv").open("w", newline="") as export:

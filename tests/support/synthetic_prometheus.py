@@ -3,7 +3,8 @@
 postgres_exporter (with fleetbed's extra queries), under the metric names the real exporters use.
 
 The fleet ramps in `steps` equal steps of users; from the step `stress_from` on, the planted trouble shows:
-latency jumps, and the database's backends wait on what `plant` says (`lock`, `io_wal`, `cpu`, ...). Used by the
+latency jumps, and the database's backends wait on what `plant` says (`lock`, `io_wal`, `cpu`, ...), or the busiest
+Locust worker runs out of CPU (`generator`). Used by the
 report tests (a few minutes of history) and by `bench/report_from_prometheus.py` (an hour at 1 s).
 """
 
@@ -85,6 +86,10 @@ def lines(run: SyntheticRun) -> Iterator[str]:
     yield from _series("fleetbed_generator_schedule_lag_seconds_count", locust, counter(users))
     yield from _series("fleetbed_generator_missed_slots_total", locust, counter([0.0] * run.seconds))
     yield from _series("process_cpu_seconds_total", locust, counter([0.3] * run.seconds))
+    # The workers' CPU as they report it to the master; plant `generator`: the busiest one runs out of its core.
+    busiest = [0.97 if run.plant == "generator" and run.troubled(s) else 0.4 for s in seconds]
+    yield from _series("fleetbed_generator_busiest_worker_cpu_cores", locust, gauge(busiest))
+    yield from _series("fleetbed_generator_workers_cpu_cores", locust, gauge([2 * b for b in busiest]))
 
     commit_s = [0.12 if run.troubled(s) else 0.002 for s in seconds]
     yield from _series("process_cpu_seconds_total", service, counter([0.0002 * u for u in users]))
