@@ -1,5 +1,6 @@
-"""Every command that starts processes stops all of them, whatever signal it gets, and none outlives it even when
-it is killed outright (SIGKILL): real commands, real signals, then nothing of theirs runs or listens.
+"""Every command that starts processes stops all of them (`fleetbed up`'s exporters included), whatever signal it
+gets, and none outlives it even when it is killed outright (SIGKILL): real commands, real signals, then nothing of
+theirs runs or listens.
 
 Each command is started on its own data dir (copied from one embedded cluster created once), signalled once it
 is up, and then every process it started (its descendants, the embedded postmaster with its backends, which
@@ -206,7 +207,8 @@ def signal_and_check(run_: Started, signum: signal.Signals, expected: set[str]) 
 
 # What each command must be running when it is signalled (parts of command lines).
 RUNNING = {
-    "up": {"postgres", "app serve", "locust", "prometheus"},
+    # node_exporter and postgres_exporter, by the arguments fleetbed gives them (their binaries' names vary).
+    "up": {"postgres", "app serve", "locust", "prometheus", "--collector.disable-defaults", "--extend.query-path"},
     "experiment": {"postgres", "app serve", "locust"},
     "db": {"postgres"},
     "serve": {"postgres", "multiprocessing"},
@@ -233,6 +235,13 @@ def test_a_signal_stops_everything_the_command_started(start: object, name: str,
         from tests.support.requirements import missing
 
         missing(INSTALL_HINT)
+    if name == "up":
+        from app.stack.exporters import NODE_EXPORTER, POSTGRES_EXPORTER, binary
+        from tests.support.requirements import missing
+
+        for names in (NODE_EXPORTER, POSTGRES_EXPORTER):
+            if binary(names) is None:
+                missing(f"{names[1]} is not installed (Debian: apt-get install {names[0]})")
     assert callable(start)
     run_: Started = start(name)
     signal_and_check(run_, signum, RUNNING[name])

@@ -1,5 +1,7 @@
 """`fleetbed up`: the experiment's parts for an interactive session: database, migrations, service, Prometheus
-(when installed) and the Locust web UI, until Ctrl-C (or until one of them exits), then all of it stopped.
+(when installed) with node_exporter and postgres_exporter (when installed; named when not), and the Locust web UI,
+until Ctrl-C (or until one of them exits), then all of it stopped. Prometheus keeps everything a later
+`fleetbed report --prometheus URL --run latest` needs, this machine and PostgreSQL included.
 
 What ran in the UI is recorded as an experiment's run directory (`$FLEETBED_DATA_DIR/runs/up-<time>`: Locust's
 CSVs and windows, the resources); when it is stopped, Locust is stopped first (so it writes its verdict, its
@@ -23,6 +25,7 @@ from app.experiment.runner import LOCUST_HTML, LOCUST_STOP_TIMEOUT_S, LOCUSTFILE
 from app.experiment.sampler import ResourceSampler
 from app.settings import Settings
 from app.stack.database import database_url, report_migrations
+from app.stack.exporters import LocalExporters
 from app.stack.processes import child, fleetbed_args, stop, wait_until_ready
 from app.stack.prometheus_server import (
     LocalPrometheus,
@@ -98,7 +101,17 @@ def run_up(settings: Settings, ports: UpPorts, workers: int, logs: Path) -> int:
         ]
         if prometheus_binary() is not None:
             storage = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="fleetbed-prometheus-")))
-            targets = ScrapeTargets(service=[f"127.0.0.1:{ports.service}"], locust=f"127.0.0.1:{ports.locust_metrics}")
+            exporters = stack.enter_context(LocalExporters(url, logs))
+            targets = ScrapeTargets(
+                service=[f"127.0.0.1:{ports.service}"],
+                locust=f"127.0.0.1:{ports.locust_metrics}",
+                node=exporters.node,
+                postgres=exporters.postgres,
+            )
+            for name, target in (("node_exporter", exporters.node), ("postgres_exporter", exporters.postgres)):
+                if target is not None:
+                    lines.append(f"  {name:<12} http://{target}/metrics")
+            lines += [f"  not started  {sentence}" for sentence in exporters.missing]
             config = write_local_config(logs / "prometheus.yml", targets, scrape_interval_s=5)
             try:
                 prometheus = stack.enter_context(

@@ -6,5 +6,6 @@
 - `embedded_db`: the embedded PostgreSQL server (the default database);
 - `database`: the database URL the commands share (configured, else embedded) and applying migrations;
 - `prometheus_server`: a local Prometheus with the deployments' rules;
+- `exporters`: node_exporter and postgres_exporter beside it (`fleetbed up`), when installed;
 - `prometheus_export`: Prometheus range queries to CSV (`fleetbed export`, the experiment's `prometheus.csv`).
 """
