@@ -13,6 +13,12 @@ and two workers, each in its own network namespace with its own address.
   write IOPS on the disk under the data directory: WAL flushes are fdatasync calls made by the backends
   themselves, so the limit applies to them), lock contention (a session holding every device state row for 3 s at a
   time) and network latency (20 ms each way added by the service host's proxy; no `tc netem` on this kernel).
+- The four plants of one machine (tests/test_diagnosis.py), driven the same way and planted from the start: a
+  one-connection pool and 2 ms of CPU per request (a service with those settings beside the rehearsal's), an insert
+  trigger sleeping 150 ms (commits), and a thousand devices sharing one HTTP connection (the generator). With the
+  four above: eight plants, each named.
+- `fleetbed experiment --target --master --expect-workers 2` on the master's host, with Locust workers on two other
+  hosts: the run waits for both, both send the load, and it ends with a verdict.
 """
 
 from __future__ import annotations
@@ -34,16 +40,21 @@ from typing import Any
 
 import pytest
 
+from app.stack.exporters import (
+    NODE_EXPORTER,
+    POSTGRES_EXPORTER,
+    exporter_dsn,
+    node_exporter_args,
+    postgres_exporter_args,
+)
 from tests.conftest import OPERATOR_TOKEN
+from tests.support.netns import Host, compose_worker_command, locust, started, virtual_network, wait_for
 from tests.support.processes import fleetbed_command
 from tests.support.requirements import missing
-from tests.test_netns_rehearsal import Host, compose_worker_command, locust, started, virtual_network, wait_for
 
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).resolve().parents[1]
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
-QUERIES = REPO / "monitoring" / "postgres_exporter" / "queries.yml"
 ROLES = ["database", "service", "monitor", "master", "worker1", "worker2"]
 PROXY_PORT = 6432
 SERVICE_PORT = 8080
@@ -135,8 +146,8 @@ def rehearsal() -> Iterator[Rehearsal]:
     for tool in ("initdb", "postgres", "pg_isready", "createdb"):
         if not (PG_BIN / tool).exists():
             missing(f"PostgreSQL 15 server binaries are not installed ({PG_BIN / tool}): apt-get install postgresql-15")
-    node_exporter = executable("prometheus-node-exporter", "node_exporter")
-    postgres_exporter = executable("prometheus-postgres-exporter", "postgres_exporter")
+    node_exporter = executable(*NODE_EXPORTER)
+    postgres_exporter = executable(*POSTGRES_EXPORTER)
     prometheus = executable("prometheus")
     for controller in ("cpuset", "blkio"):
         if not Path(f"/sys/fs/cgroup/{controller}/cgroup.procs").exists():
@@ -172,15 +183,12 @@ def rehearsal() -> Iterator[Rehearsal]:
             database.run(str(PG_BIN / "createdb"), "-h", database.address, "-U", "postgres", "fleetbed")
             database_url = f"postgresql://postgres@{database.address}:5432/fleetbed"
 
-            node_args = ["--collector.disable-defaults", "--collector.cpu", "--collector.meminfo",
-                         "--collector.diskstats", "--collector.netdev", "--collector.vmstat"]  # fmt: skip
+            # The exporters as `fleetbed up` runs them (app.stack.exporters), each on its host's address.
             for host in (database, service):
-                command = host.command(node_exporter, f"--web.listen-address={host.address}:9100", *node_args)
+                command = host.command(*node_exporter_args(node_exporter, f"{host.address}:9100"))
                 stack.enter_context(started(command, workdir / f"node-{host.role}.log", {}, signal.SIGTERM))
-            exporter = database.command(
-                postgres_exporter, f"--web.listen-address={database.address}:9187", f"--extend.query-path={QUERIES}"
-            )
-            exporter_env = {"DATA_SOURCE_NAME": f"{database_url}?sslmode=disable"}
+            exporter = database.command(*postgres_exporter_args(postgres_exporter, f"{database.address}:9187"))
+            exporter_env = {"DATA_SOURCE_NAME": exporter_dsn(database_url)}
             stack.enter_context(started(exporter, workdir / "postgres-exporter.log", exporter_env, signal.SIGTERM))
 
             proxy_command = service.command(
@@ -364,7 +372,9 @@ def slow_inserts(rehearsal: Rehearsal) -> Iterator[None]:
 
 
 # The plants of one machine (tests/test_diagnosis.py), planted from the start: the service's settings (a service
-# with them beside the rehearsal's), the database's inserts, or the generator's own arguments.
+# with them beside the rehearsal's), the database's inserts, or the generator's own arguments. Each run is as short
+# as still names it: the CPU-heavy handler needs its three 10 s steps (with two of 150 devices the pool is named, as
+# the saturated loop leaves requests waiting for connections before its CPU reads 0.8 cores).
 SERVICE_AND_GENERATOR_PLANTS = [
     pytest.param(
         "pool", "The database pool ran out first", {"FLEETBED_POOL_MIN_SIZE": "1", "FLEETBED_POOL_MAX_SIZE": "1"},
