@@ -109,6 +109,10 @@ def test_up_serves_every_part_and_ctrl_c_stops_them(tmp_path: Path) -> None:
         exporter_ports = [int(url.rsplit(":", 1)[1].split("/")[0]) for url in exporters]
         assert [name for name, port in ports.items() if listening(port)] == []
         assert [port for port in exporter_ports if listening(port)] == []
+    # The session's own report sees this machine, as an experiment's does (its roles are written when it starts).
+    (session,) = (tmp_path / "data" / "runs").glob("up-*")
+    roles = json.loads((session / "hosts.json").read_text())["roles"]
+    assert roles == {"local": ["service", "generator", "database"]}, roles
 
 
 def test_up_names_the_exporters_it_cannot_find(tmp_path: Path) -> None:

@@ -19,10 +19,11 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
+from app.experiment.hosts import write_roles
 from app.experiment.records import RunDirectoryError
 from app.experiment.report import write_report
 from app.experiment.runner import LOCUST_HTML, LOCUST_STOP_TIMEOUT_S, LOCUSTFILE
-from app.experiment.sampler import ResourceSampler
+from app.experiment.sampler import LocalHostProbe, ResourceSampler, database_is_local, local_host_roles
 from app.settings import Settings
 from app.stack.database import database_url, report_migrations
 from app.stack.exporters import LocalExporters
@@ -88,7 +89,11 @@ def run_up(settings: Settings, ports: UpPorts, workers: int, logs: Path) -> int:
             "--prometheus-host", "127.0.0.1", "--prometheus-port", str(ports.locust_metrics),
             "--csv", str(run / "locust"), "--csv-full-history", "--html", str(run / LOCUST_HTML),
         ]  # fmt: skip
-        sampler = ResourceSampler(run / "resources.csv", f"{service_url}/metrics").start()
+        # This machine's CPU, memory and disks (and its PostgreSQL's CPU) for the session's own report, as in
+        # `fleetbed experiment`.
+        write_roles(run, *local_host_roles(url))
+        probe = LocalHostProbe(database_here=database_is_local(url))
+        sampler = ResourceSampler(run / "resources.csv", f"{service_url}/metrics", host_probe=probe).start()
         stack.callback(sampler.stop)
         record["started_at"] = time.time()
         locust = stack.enter_context(child(locust_args, logs / "locust.log", env, logs))
