@@ -195,3 +195,15 @@ def test_renderers_draw_what_they_are_given(module: str) -> None:
     """Data flows one way: records -> figures -> verdict -> summary -> rendering; renderers read and judge nothing."""
     deciding = {f"app.experiment.{name}" for name in ("analysis", "diagnosis", "records", "summary", "search")}
     assert not _imports(module) & deciding
+
+
+def test_the_live_line_says_where_the_search_stands(tmp_path: Path) -> None:
+    target = tmp_path / "target"
+    search = CapacitySearch(SearchPlan(start_devices=200), target, "http://127.0.0.1:9/metrics", 10, {})
+    search.start()
+    assert search.status().startswith("search step 1 (search 200 devices, warming up) 0:0")
+    search.judged.append(Judged(200, "search", True))
+    search._next(search.judged[-1])
+    assert search.status().startswith("search step 2 (search 400 devices, warming up)")
+    search._finish()
+    assert search.status() == "search done"

@@ -99,10 +99,24 @@ class CapacitySearch:
     done: bool = False
     _step: _Step | None = None
     _confirmations: int = 0
+    started_at: float = 0.0
 
     def start(self) -> None:
+        self.started_at = time.time()
         self.record["search_steps"] = []
         self._begin(round_devices(self.plan.start_devices, self.devices_per_user), "search", previous_broke=False)
+
+    def status(self) -> str:
+        """Where the search stands, for the live line: `search step 6 (refine, 2,800 devices) 1:42`."""
+        step = self._step
+        if step is None or self.done:
+            return "search done"
+        elapsed = int(time.time() - self.started_at)
+        phase = "warming up" if step.judged_from is None else "judging"
+        return (
+            f"search step {len(self.judged) + 1} ({step.role} {step.devices:,} devices, {phase}) "
+            f"{elapsed // 60}:{elapsed % 60:02d}"
+        )
 
     def _users(self, devices: int) -> int:
         return max(1, math.ceil(devices / self.devices_per_user))
