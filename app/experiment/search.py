@@ -187,7 +187,9 @@ class CapacitySearch:
         refined = sum(1 for s in self.judged if s.role == "refine")
         middle = round_devices((found + broken) / 2, per_user)
         fine_enough = (broken - found) / found <= self.plan.resolution
-        budget = self.plan.refinements + self._confirmations  # a broken confirmation earns one more bisection
+        # A broken confirmation earns two more bisections: the gap it opens below the capacity is closed again
+        # to the resolution rather than left wide (120 held, 160 broke: 140 is tried before confirming).
+        budget = self.plan.refinements + 2 * self._confirmations
         if refined < budget and not fine_enough and found < middle < broken and middle not in held:
             return self._begin(middle, "refine", broke)
         return self._confirm(found, broke)
