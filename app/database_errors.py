@@ -104,6 +104,10 @@ class DatabaseFaults:
             ["sqlstate_class", "status"],
             registry=registry,
         )
+        # Zero series for the classes a deployment meets first (the server away, refused, out of resources, shut
+        # down), so dashboards and alerts read 0 rather than nothing before the first error.
+        for group in (NO_SQLSTATE, "08", "53", "57"):
+            self.errors.labels(group, "503")
         self._quiet: dict[str, _Quiet] = {}
 
     def report(self, error: BaseException, where: str) -> Unavailable | None:

@@ -23,6 +23,7 @@ from types import FrameType
 
 from aiohttp import web
 
+from app.http_parse_errors import answer_in_json
 from app.keys import DRAIN, METRICS
 from app.log_filters import quiet_client_protocol_errors
 from app.metrics.workers import WorkerSlot, serve_worker_metrics
@@ -89,6 +90,7 @@ def run_worker(settings: Settings, slot: WorkerSlot | None = None, supervisor_pi
     cleanups, all within the drain budget (app/drain.py)."""
     use_uvloop()
     quiet_client_protocol_errors()
+    answer_in_json()
     app = create_app(settings)
     if slot is not None:
         serve_worker_metrics(app, app[METRICS].registry, slot)

@@ -1,8 +1,8 @@
 """Any bytes, the way a hostile client sends them: property-based tests (hypothesis) write raw requests to a real
 `fleetbed serve` over a socket (no client library in between to normalise them) and check that nothing is a 5xx.
 
-Every answer is < 500; every answer the service itself gives is its JSON error contract (aiohttp's HTTP parser
-answers a plain-text 400 to bytes that are not HTTP at all, before any handler runs). Random bytes go into the
+Every answer is < 500, and every error answer is the JSON error contract: those of the handlers, and those of
+aiohttp's HTTP parser to bytes that are not HTTP at all (`bad_http`, before any handler runs). Random bytes go into the
 path, the query string, every header (Authorization above all, with and without a real token) and the body of
 every route; numeric parameters also get other scripts' digits and thousands of digits.
 """
@@ -32,7 +32,7 @@ pytestmark = pytest.mark.slow
 
 OPERATOR_TOKEN = "operator-token-for-byte-fuzzing-0123456789"
 CASES = Counter[str]()
-REFUSED_BY_PARSER = Counter[str]()  # bytes that are not HTTP: aiohttp answers 400 in plain text before any handler
+REFUSED_BY_PARSER = Counter[str]()  # bytes that are not HTTP: refused by aiohttp's parser before any handler
 FUZZ = settings(
     max_examples=300, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow]
 )  # fmt: skip
@@ -111,12 +111,35 @@ def check(service: Service, kind: str, request: bytes) -> None:
     status = int(match[1])
     head, _, body = answer.partition(b"\r\n\r\n")
     assert status < 500, f"{status} for {request[:500]!r}: {body[:300]!r}"
-    if status == 400 and b"content-type: text/plain" in head.lower():
-        REFUSED_BY_PARSER[kind] += 1
-    elif status >= 400:
+    if status >= 400:
+        assert b"content-type: application/json" in head.lower(), f"{status} for {request[:500]!r}: {answer[:400]!r}"
         document = orjson.loads(body)
         assert isinstance(document["error"], str)
         assert isinstance(document["message"], str)
+        if document["error"] == "bad_http":
+            REFUSED_BY_PARSER[kind] += 1
+
+
+@pytest.mark.parametrize(
+    ("request_", "found"),
+    [
+        pytest.param(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + bytes(32), "method", id="a-tls-hello"),
+        pytest.param(b"GET / HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n", "header", id="a-header-without-colon"),
+        pytest.param(b"POST /login HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n{}", "Content-Length",
+                     id="two-lengths"),
+        pytest.param(b"GET /" + b"a" * 20000 + b" HTTP/1.1\r\n\r\n", "more than 8190 bytes",
+                     id="a-line-over-the-limit"),
+    ],
+)  # fmt: skip
+def test_bytes_that_are_not_http_get_the_json_contract(service: Service, request_: bytes, found: str) -> None:
+    answer = exchange(service.port, request_)
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert re.match(rb"HTTP/1\.[01] 4\d\d ", head), answer[:300]
+    assert b"content-type: application/json" in head.lower(), answer[:300]
+    document = orjson.loads(body)
+    assert document["error"] == "bad_http", document
+    assert found.lower() in document["message"].lower(), document
+    assert "send an HTTP/1.1 request" in document["message"], document
 
 
 def request_bytes(method: bytes, target: bytes, headers: list[tuple[bytes, bytes]], body: bytes = b"") -> bytes:

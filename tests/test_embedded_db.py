@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -9,7 +12,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from app.stack.embedded_db import EmbeddedPostgres
+from app.stack.embedded_db import SHARED_ROOT, EmbeddedPostgres, sweep_orphans
 
 
 @pytest.fixture
@@ -94,3 +97,42 @@ def test_no_secret_is_readable_by_others_even_for_a_moment(data_dir: Path) -> No
     secret = data_dir / "data" / "secrets" / "database-password"
     assert secret.stat().st_mode & 0o777 == 0o600
     assert secret.parent.stat().st_mode & 0o077 == 0
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="clusters are relocated only when fleetbed runs as root")
+def test_a_relocated_cluster_goes_with_its_data_dir(tmp_path: Path) -> None:
+    """As root with a data dir other users cannot reach, the cluster lives under /var/lib/fleetbed. A data dir
+    made anew at the same path gets a new cluster (the old one's password is gone), and a cluster whose data dir
+    was deleted is swept away when the next one is placed."""
+    tmp_path.chmod(0o700)  # as pytest's own: the service user cannot enter
+    data_dir = tmp_path / "data"
+    server = EmbeddedPostgres(data_dir)
+    assert server.pgdata.parent == SHARED_ROOT
+    url = server.start().url
+    server.stop()
+    shutil.rmtree(data_dir)
+    again = EmbeddedPostgres(data_dir)  # the same path, made anew: the old cluster must not be reused
+    assert not again.initialised()
+    url_again = again.start().url
+    try:
+        assert url_again != url
+        assert asyncio.run(_answers(url_again))
+    finally:
+        again.stop()
+    shutil.rmtree(tmp_path)
+    other = Path(tempfile.mkdtemp()) / "data"  # its parent is 0700 as mkdtemp makes it
+    try:
+        EmbeddedPostgres(other)
+        assert not again.pgdata.exists(), "the orphaned cluster is swept"
+        assert not again.pgdata.with_name(again.pgdata.name + ".owner").exists()
+    finally:
+        shutil.rmtree(other.parent)
+        sweep_orphans()
+
+
+async def _answers(url: str) -> bool:
+    conn = await asyncpg.connect(url)
+    try:
+        return bool(await conn.fetchval("SELECT true"))
+    finally:
+        await conn.close()

@@ -142,6 +142,20 @@ def test_a_broken_confirmation_bisects_again_below_it(tmp_path: Path) -> None:
     assert (int(target.read_text().split()[0]) * 2, search._step.role if search._step else "") == (100, "refine")
 
 
+def test_after_a_broken_confirmation_the_gap_is_closed_again(tmp_path: Path) -> None:
+    """A search seen on a planted service: the first 160 held by a hair, the confirmation at 160 broke; 120 held
+    below it, and 140 is tried before a confirmation rather than leaving a 33% gap."""
+    target = tmp_path / "target"
+    search = CapacitySearch(SearchPlan(start_devices=40), target, "http://127.0.0.1:9/metrics", 1, {})
+    search.start()
+    for devices, role, passed in [(40, "search", True), (80, "search", True), (160, "search", True),
+                                  (320, "search", False), (240, "refine", False), (200, "refine", False),
+                                  (180, "refine", False), (160, "confirm", False), (120, "refine", True)]:  # fmt: skip
+        search.judged.append(Judged(devices, role, passed))
+        search._next(search.judged[-1])
+    assert (int(target.read_text().split()[0]), search._step.role if search._step else "") == (140, "refine")
+
+
 def test_round_devices_reads_well() -> None:
     assert [round_devices(n, 10) for n in (1187, 250, 75, 3)] == [1200, 250, 80, 10]
     assert round_devices(1187, 1) == 1200
@@ -195,3 +209,15 @@ def test_renderers_draw_what_they_are_given(module: str) -> None:
     """Data flows one way: records -> figures -> verdict -> summary -> rendering; renderers read and judge nothing."""
     deciding = {f"app.experiment.{name}" for name in ("analysis", "diagnosis", "records", "summary", "search")}
     assert not _imports(module) & deciding
+
+
+def test_the_live_line_says_where_the_search_stands(tmp_path: Path) -> None:
+    target = tmp_path / "target"
+    search = CapacitySearch(SearchPlan(start_devices=200), target, "http://127.0.0.1:9/metrics", 10, {})
+    search.start()
+    assert search.status().startswith("search step 1 (search 200 devices, warming up) 0:0")
+    search.judged.append(Judged(200, "search", True))
+    search._next(search.judged[-1])
+    assert search.status().startswith("search step 2 (search 400 devices, warming up)")
+    search._finish()
+    assert search.status() == "search done"

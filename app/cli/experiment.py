@@ -99,8 +99,6 @@ def register(commands: Any) -> None:
 
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
-    from app.experiment.runner import ExperimentPlan
-
     if args.processes < 1 or args.expect_workers < 1:
         print("fleetbed experiment: --processes and --expect-workers must be >= 1", file=sys.stderr)
         return 2
@@ -129,34 +127,39 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         duration = (math.ceil(devices / step_devices) + 1) * step_seconds
     biggest = max(devices, step_devices or 0)
     per_user = args.devices_per_user or (1 if biggest <= 2000 else 50)
-    plan = ExperimentPlan(
-        out=_out(settings, args),
+    plan = _plan(
+        settings,
+        args,
         devices=devices,
         duration_s=duration,
         until_failure=until_failure,
         step_devices=step_devices,
         step_seconds=step_seconds,
-        slo=args.slo,
-        workers=args.workers,
         devices_per_user=per_user,
-        connections_per_user=args.connections_per_user,
         interval_s=args.interval or DEFAULT_INTERVAL_S,
-        prometheus=not args.no_prometheus,
-        **_deployment(args),
     )
     return _run(settings, plan)
 
 
-def _deployment(args: argparse.Namespace) -> dict[str, Any]:
-    """The plan's fields for an existing deployment (`--target` and its companions)."""
-    return {
-        "target": args.target,
-        "prometheus_url": args.prometheus_url,
-        "processes": args.processes,
-        "master": args.master,
-        "expect_workers": args.expect_workers,
-        "master_bind": args.master_bind_host,
-    }
+def _plan(settings: Settings, args: argparse.Namespace, **shape: Any) -> Any:
+    """The plan of a run: its shape (fleet, steps, search) from the caller, the rest from the command line: where
+    it writes, the SLO, the service, Prometheus, and an existing deployment (`--target` and its companions)."""
+    from app.experiment.runner import ExperimentPlan
+
+    return ExperimentPlan(
+        out=_out(settings, args),
+        slo=args.slo,
+        workers=args.workers,
+        connections_per_user=args.connections_per_user,
+        prometheus=not args.no_prometheus,
+        target=args.target,
+        prometheus_url=args.prometheus_url,
+        processes=args.processes,
+        master=args.master,
+        expect_workers=args.expect_workers,
+        master_bind=args.master_bind_host,
+        **shape,
+    )
 
 
 def _out(settings: Settings, args: argparse.Namespace) -> Path:
@@ -175,7 +178,6 @@ def _run(settings: Settings, plan: Any) -> int:
 
 
 def run_search(settings: Settings, args: argparse.Namespace) -> int:
-    from app.experiment.runner import ExperimentPlan
     from app.experiment.search import SearchPlan
 
     cap = args.devices or 0
@@ -193,20 +195,16 @@ def run_search(settings: Settings, args: argparse.Namespace) -> int:
             judge_s=args.step_seconds,
             confirm_s=max(args.step_seconds, search.confirm_s),
         )
-    plan = ExperimentPlan(
-        out=_out(settings, args),
+    plan = _plan(
+        settings,
+        args,
         devices=cap,
         duration_s=None,
         until_failure=False,
         step_devices=None,
         step_seconds=search.judge_s,
-        slo=args.slo,
-        workers=args.workers,
         devices_per_user=per_user,
-        connections_per_user=args.connections_per_user,
         interval_s=args.interval or SEARCH_INTERVAL_S,
-        prometheus=not args.no_prometheus,
         search=search,
-        **_deployment(args),
     )
     return _run(settings, plan)

@@ -3,8 +3,9 @@
 Judged on the *stress step* (the knee, else the first step that broke the SLO, else the last step) against the
 first step. A generator out of CPU is named first: then nothing measured on the service can be trusted. Then, in
 the order they usually give out: service CPU; the database's own resources when they were measured (its CPU, lock
-waits, its disk, the network to it: `host_verdict`); the database pool; commit time; a machine whose cores were
-shared and full, or short of memory; GC pauses; event-loop lag. Last, the generator again: devices behind schedule
+waits, its disk, the network to it: `host_verdict`); a machine whose cores were shared and full with the run's own
+processes, or short of memory (a full machine slows the database, so the pool and the commits are its symptoms);
+the database pool; commit time; GC pauses; event-loop lag. Last, the generator again: devices behind schedule
 while the service answered quickly, or answers far slower at the devices than at the service (time spent in the
 generator's own queues), with none of the service's resources saturated. (A device waiting on a stuck service also
 falls behind its schedule, so lag alone does not blame the generator.) `unknown` only when nothing measured rose,
@@ -119,6 +120,11 @@ def diagnose(
     database = judge_database(hosts, step, base)
     if database is not None:
         return Diagnosis(database.kind, database.sentence, evidence, step.devices)
+    # A machine full with the run's own processes (the embedded default: service, PostgreSQL and generator on two
+    # cores) slows the database and so fills the pool and the commits: the cause is named, not those symptoms.
+    machine = judge_machines(hosts, step, base)
+    if machine is not None:
+        return Diagnosis(machine.kind, machine.sentence, evidence, step.devices)
     # Ingest writers keep their connections, so a small pool looks busy while nobody waits: full means both.
     pool_full = (
         math.isfinite(step.pool_utilisation)
@@ -148,9 +154,6 @@ def diagnose(
             evidence,
             step.devices,
         )
-    machine = judge_machines(hosts, step, base)
-    if machine is not None:
-        return Diagnosis(machine.kind, machine.sentence, evidence, step.devices)
     if math.isfinite(step.gc_fraction) and step.gc_fraction >= GC_FRACTION:
         return Diagnosis(
             "gc",

@@ -179,6 +179,8 @@ class _Judge:
         commit_rose = _rose(step.commit_ms, self.base.commit_ms, COMMIT_ROSE_MS)
         service_free = _zero(step.loop_lag_ms) < LOOP_LAG_MS and _zero(step.gc_fraction) < GC_FRACTION
         for host in self.hosts.hosts_with("database"):
+            if "service" in self.hosts.roles.get(host, []):
+                continue  # the service beside its database talks over loopback: no network to blame
             working = [self.now(host, f"db_backends_{name}") for name in WORKING_BACKENDS]
             if not (commit_rose and service_free) or not any(math.isfinite(value) for value in working):
                 continue

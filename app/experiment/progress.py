@@ -84,15 +84,17 @@ class ProgressLine:
         self.last_plain = 0.0
         self.text = ""
 
-    def update(self) -> None:
+    def update(self, status: str | None = None) -> None:
+        """Redraw (or print) the line; `status` replaces the time left (a capacity search has no planned end)."""
         try:
             sample = read_generator(self.metrics_url)
         except (OSError, ValueError):
             return
         now = time.monotonic()
         elapsed = now - self.started
-        left = "until failure" if self.duration_s is None else f"{max(0.0, self.duration_s - elapsed):.0f} s left"
-        self.text = line(sample, left)
+        if status is None:
+            status = "until failure" if self.duration_s is None else f"{max(0.0, self.duration_s - elapsed):.0f} s left"
+        self.text = line(sample, status)
         if self.tty:
             self.stream.write("\r\033[K" + self.text)
             self.stream.flush()

@@ -212,7 +212,7 @@ def wait_for_locust(
 ) -> int:
     try:
         while locust.poll() is None:
-            progress.update()
+            progress.update(None if search is None else search.status())
             if search is not None:
                 search.poll()
             time.sleep(1.0)

@@ -99,10 +99,24 @@ class CapacitySearch:
     done: bool = False
     _step: _Step | None = None
     _confirmations: int = 0
+    started_at: float = 0.0
 
     def start(self) -> None:
+        self.started_at = time.time()
         self.record["search_steps"] = []
         self._begin(round_devices(self.plan.start_devices, self.devices_per_user), "search", previous_broke=False)
+
+    def status(self) -> str:
+        """Where the search stands, for the live line: `search step 6 (refine, 2,800 devices) 1:42`."""
+        step = self._step
+        if step is None or self.done:
+            return "search done"
+        elapsed = int(time.time() - self.started_at)
+        phase = "warming up" if step.judged_from is None else "judging"
+        return (
+            f"search step {len(self.judged) + 1} ({step.role} {step.devices:,} devices, {phase}) "
+            f"{elapsed // 60}:{elapsed % 60:02d}"
+        )
 
     def _users(self, devices: int) -> int:
         return max(1, math.ceil(devices / self.devices_per_user))
@@ -173,7 +187,9 @@ class CapacitySearch:
         refined = sum(1 for s in self.judged if s.role == "refine")
         middle = round_devices((found + broken) / 2, per_user)
         fine_enough = (broken - found) / found <= self.plan.resolution
-        budget = self.plan.refinements + self._confirmations  # a broken confirmation earns one more bisection
+        # A broken confirmation earns two more bisections: the gap it opens below the capacity is closed again
+        # to the resolution rather than left wide (120 held, 160 broke: 140 is tried before confirming).
+        budget = self.plan.refinements + 2 * self._confirmations
         if refined < budget and not fine_enough and found < middle < broken and middle not in held:
             return self._begin(middle, "refine", broke)
         return self._confirm(found, broke)

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-from app.settings import load_or_create_secret
+from app.settings import SECRETS_DIR_NAME, load_or_create_secret
 from app.stack.lifetime import ParentWatcher
 
 log = logging.getLogger(__name__)
@@ -37,6 +37,7 @@ SERVICE_USER = "fleetbed-postgres"
 SHARED_ROOT = Path("/var/lib/fleetbed")
 DATABASE = "fleetbed"
 SUPERUSER = "postgres"
+PASSWORD_SECRET = "database-password"  # noqa: S105 (the name of the file in the data dir that holds it)
 
 
 def _wheel_binaries() -> Path:
@@ -89,6 +90,46 @@ log_min_duration_statement = 1000
 """
 
 
+def _owner_file(cluster: Path) -> Path:
+    """Beside a relocated cluster: the data dir it belongs to."""
+    return cluster.with_name(cluster.name + ".owner")
+
+
+def _server_running(cluster: Path) -> bool:
+    try:
+        pid = int((cluster / "postmaster.pid").read_text().split()[0])
+        os.kill(pid, 0)
+    except (OSError, ValueError, IndexError):
+        return False
+    return True
+
+
+def _remove_cluster(cluster: Path, why: str) -> None:
+    if _server_running(cluster):
+        log.warning("not removing %s (%s): a server still runs on it", cluster, why)
+        return
+    log.info("removing the relocated PostgreSQL cluster %s: %s", cluster, why)
+    shutil.rmtree(cluster, ignore_errors=True)
+    _owner_file(cluster).unlink(missing_ok=True)
+
+
+def sweep_orphans(keep: Path | None = None) -> None:
+    """Remove the relocated clusters whose data dir is gone (a deleted test directory, say): nothing can reach
+    them any more, since their password lived there. Clusters with no owner recorded are left alone."""
+    if not SHARED_ROOT.is_dir():
+        return
+    for owner in SHARED_ROOT.glob("postgres-*.owner"):
+        cluster = owner.with_suffix("")
+        if cluster == keep:
+            continue
+        try:
+            data_dir = Path(owner.read_text().strip())
+        except OSError:
+            continue
+        if not (data_dir / SECRETS_DIR_NAME / PASSWORD_SECRET).exists():
+            _remove_cluster(cluster, f"its data dir {data_dir} is gone")
+
+
 class EmbeddedDatabaseError(RuntimeError):
     """The embedded server could not be created, started or stopped; the message includes its log tail."""
 
@@ -138,8 +179,15 @@ class EmbeddedPostgres:
         # place, one per data dir, and leave a pointer so people can find it.
         digest = hashlib.sha256(str(self.data_dir).encode()).hexdigest()[:12]
         relocated = SHARED_ROOT / f"postgres-{digest}"
+        fresh = not (self.data_dir / SECRETS_DIR_NAME / PASSWORD_SECRET).exists()
         self.data_dir.mkdir(parents=True, exist_ok=True)
         (self.data_dir / "postgres.location").write_text(f"{relocated}\n")
+        if relocated.exists() and fresh:
+            # Left by an earlier data dir at this path, deleted since: its password went with it.
+            _remove_cluster(relocated, "its data dir was made anew")
+        SHARED_ROOT.mkdir(parents=True, exist_ok=True, mode=0o755)
+        _owner_file(relocated).write_text(f"{self.data_dir}\n")
+        sweep_orphans(keep=relocated)
         return relocated
 
     def _binaries(self) -> Path:
@@ -207,7 +255,7 @@ class EmbeddedPostgres:
             os.chown(path, entry.pw_uid, entry.pw_gid)
 
     def password(self) -> str:
-        return load_or_create_secret(self.data_dir, "database-password")
+        return load_or_create_secret(self.data_dir, PASSWORD_SECRET)
 
     def initialised(self) -> bool:
         return (self.pgdata / "PG_VERSION").exists()

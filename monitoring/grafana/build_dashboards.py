@@ -183,6 +183,58 @@ DATABASE: list[Panel] = [
         ],
     ),
     ("Database size", "bytes", [("sum by (datname) (pg_database_size_bytes)", "{{datname}}")]),
+    # What the verdict reads about PostgreSQL itself (monitoring/postgres_exporter/queries.yml).
+    (
+        "PostgreSQL backends by what they wait for",
+        "short",
+        [("sum by (wait) (fleetbed_pg_backends_count)", "{{wait}}")],
+    ),
+    (
+        "WAL time per sync and per write",
+        "ms",
+        [
+            # pg_stat_wal up to PostgreSQL 17, pg_stat_io from 18: whichever the server has.
+            (
+                "(sum(rate(fleetbed_pg_wal_sync_ms[1m])) or sum(rate(fleetbed_pg_wal_io_sync_ms[1m])))"
+                " / (sum(rate(fleetbed_pg_wal_syncs[1m])) or sum(rate(fleetbed_pg_wal_io_syncs[1m])))",
+                "per sync",
+            ),
+            (
+                "(sum(rate(fleetbed_pg_wal_write_ms[1m])) or sum(rate(fleetbed_pg_wal_io_write_ms[1m])))"
+                " / (sum(rate(fleetbed_pg_wal_writes[1m])) or sum(rate(fleetbed_pg_wal_io_writes[1m])))",
+                "per write",
+            ),
+        ],
+    ),
+    (
+        "Checkpoints and deadlocks",
+        "short",
+        [
+            (
+                "60 * (sum(rate(fleetbed_pg_checkpoints_count[5m])) or sum(rate(fleetbed_pg_checkpointer_count[5m])))",
+                "checkpoints/min",
+            ),
+            ("sum(rate(pg_stat_database_deadlocks[1m]))", "deadlocks/s"),
+        ],
+    ),
+    (
+        "Connections against max_connections",
+        "short",
+        [
+            ("sum(pg_stat_database_numbackends)", "connections"),
+            ("max(pg_settings_max_connections)", "max_connections"),
+        ],
+    ),
+    (
+        "Database errors answered, by SQLSTATE class",
+        "short",
+        [
+            (
+                "sum by (sqlstate_class, status) (rate(fleetbed_database_errors_total[1m]))",
+                "{{sqlstate_class}} -> {{status}}",
+            )
+        ],
+    ),
 ]
 
 GENERATOR: list[Panel] = [
@@ -217,13 +269,40 @@ GENERATOR: list[Panel] = [
             ("sum(rate(fleetbed_generator_missed_slots_total[1m]))", "missed slots/s"),
         ],
     ),
+    (
+        "Slots given up (share of slots due)",
+        "percentunit",
+        [
+            (
+                "sum(rate(fleetbed_generator_missed_slots_total[1m])) / sum(rate(fleetbed_generator_slots_total[1m]))",
+                "given up",
+            ),
+        ],
+    ),
+    ("Readings waiting on the devices", "short", [("sum(fleetbed_generator_backlog_readings)", "backlog")]),
+    (
+        "Last 10 s at the generator (exact percentiles)",
+        "s",
+        [
+            ("max by (quantile) (fleetbed_generator_recent_request_seconds)", "requests p{{quantile}}"),
+            ("max by (quantile) (fleetbed_generator_recent_schedule_lag_seconds)", "lag p{{quantile}}"),
+        ],
+    ),
 ]
 
 DASHBOARDS = {
     "fleet": ("fleetbed: Fleet", "Devices, request rate, failures, latency, rows and ingest.", FLEET),
     "runtime": ("fleetbed: Runtime", "CPU, memory, GC collections and pauses, event-loop lag.", RUNTIME),
-    "database": ("fleetbed: Database", "Pool, query and commit time, IO wait, PostgreSQL statistics.", DATABASE),
-    "generator": ("fleetbed: Generator", "Locust users, rps, failures, schedule lag and latency.", GENERATOR),
+    "database": (
+        "fleetbed: Database",
+        "Pool, query and commit time, IO wait, PostgreSQL statistics, wait events, WAL, errors.",
+        DATABASE,
+    ),
+    "generator": (
+        "fleetbed: Generator",
+        "Locust users, rps, failures, latency; the fleet's schedule lag, given-up slots and backlog.",
+        GENERATOR,
+    ),
 }
 
 

@@ -37,6 +37,7 @@ from tests.support.requirements import missing
 
 REPO = Path(__file__).resolve().parents[2]
 LOCUSTFILE = REPO / "locustfiles" / "kettle.py"
+QUERIES = REPO / "monitoring" / "postgres_exporter" / "queries.yml"
 SERVICE_WORKERS = 2
 LOCUST_USERS = 20
 LOAD_S = 15.0
@@ -131,7 +132,11 @@ def monitored_stack(postgres_server: str, tmp_path_factory: pytest.TempPathFacto
             )  # fmt: skip
             stack.enter_context(
                 background(
-                    [postgres_exporter, f"--web.listen-address=127.0.0.1:{ports['postgres']}"],
+                    [
+                        postgres_exporter,
+                        f"--web.listen-address=127.0.0.1:{ports['postgres']}",
+                        f"--extend.query-path={QUERIES}",
+                    ],
                     workdir / "postgres-exporter.log",
                     {"DATA_SOURCE_NAME": f"{database_url}?sslmode=disable"},
                 )
