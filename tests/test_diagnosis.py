@@ -124,6 +124,15 @@ def test_the_hosts_and_the_database_are_named(
         assert any(line.startswith("PostgreSQL on ") for line in found.evidence), found.evidence
 
 
+def test_a_busy_database_is_not_out_of_cpu() -> None:
+    # A healthy database at a few hundred commits a second keeps some backends on a CPU (a `fleetbed up` session:
+    # none at 1,000 devices, 0.3 at 6,000, its one host 17% busy): busy, not out of CPU; the pool that filled is named.
+    hosts = evidence(ONE_MACHINE, {**DB_CALM, "db_backends_cpu": 0.0}, {"db_backends_cpu": 0.3, "cpu_busy_cores": 0.35})
+    first = replace(CALM, start=0.0, end=10.0)
+    stress = replace(CALM, devices=200, start=10.0, end=20.0, pool_waiting=10.0, pool_utilisation=0.3)
+    assert diagnose([first, stress], None, 1, hosts).kind == "pool"
+
+
 def test_a_database_host_busy_from_the_start_did_not_give_out_in_this_run() -> None:
     # Another tenant of the machine kept its cores full from the first step on; the locks are what changed.
     hosts = evidence(SEPARATE, {**DB_CALM, "cpu_busy_cores": 3.9}, {"db_backends_lock": 4.0})
