@@ -50,7 +50,7 @@ from app.stack.exporters import (
 from tests.conftest import OPERATOR_TOKEN
 from tests.support.netns import Host, compose_worker_command, locust, started, virtual_network, wait_for
 from tests.support.processes import fleetbed_command
-from tests.support.requirements import missing
+from tests.support.requirements import installed, missing
 
 pytestmark = pytest.mark.slow
 
@@ -101,13 +101,6 @@ class Rehearsal:
         return pids
 
 
-def executable(*names: str) -> str:
-    found = next((path for path in map(shutil.which, names) if path), None)
-    if found is None:
-        missing(f"{names[0]} is not installed (Debian: apt-get install {names[0]})")
-    return found
-
-
 def wait_until(what: str, check: object, timeout_s: float = 60.0) -> None:
     deadline = time.monotonic() + timeout_s
     while not check():  # type: ignore[operator]
@@ -146,9 +139,9 @@ def rehearsal() -> Iterator[Rehearsal]:
     for tool in ("initdb", "postgres", "pg_isready", "createdb"):
         if not (PG_BIN / tool).exists():
             missing(f"PostgreSQL 15 server binaries are not installed ({PG_BIN / tool}): apt-get install postgresql-15")
-    node_exporter = executable(*NODE_EXPORTER)
-    postgres_exporter = executable(*POSTGRES_EXPORTER)
-    prometheus = executable("prometheus")
+    node_exporter = installed(*NODE_EXPORTER)
+    postgres_exporter = installed(*POSTGRES_EXPORTER)
+    prometheus = installed("prometheus")
     for controller in ("cpuset", "blkio"):
         if not Path(f"/sys/fs/cgroup/{controller}/cgroup.procs").exists():
             missing(

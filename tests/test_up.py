@@ -17,10 +17,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from app.stack.exporters import NODE_EXPORTER, POSTGRES_EXPORTER, binary
+from app.stack.exporters import NODE_EXPORTER, POSTGRES_EXPORTER
 from app.stack.prometheus_server import INSTALL_HINT, prometheus_binary
 from tests.support.processes import free_port
-from tests.support.requirements import missing
+from tests.support.requirements import installed, missing
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -77,8 +77,7 @@ def test_up_serves_every_part_and_ctrl_c_stops_them(tmp_path: Path) -> None:
     if prometheus_binary() is None:
         missing(INSTALL_HINT)
     for names in (NODE_EXPORTER, POSTGRES_EXPORTER):
-        if binary(names) is None:
-            missing(f"{names[1]} is not installed (Debian: apt-get install {names[0]})")
+        installed(*names)
     ports = {name: free_port() for name in ("service", "web", "metrics", "prometheus")}
     log = tmp_path / "up.log"
     with running_up(tmp_path, ports) as process:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -23,6 +22,13 @@ from typing import Any
 
 import pytest
 
+from app.stack.exporters import (
+    NODE_EXPORTER,
+    POSTGRES_EXPORTER,
+    exporter_dsn,
+    node_exporter_args,
+    postgres_exporter_args,
+)
 from app.stack.processes import stop
 from app.stack.prometheus_server import (
     INSTALL_HINT,
@@ -33,11 +39,10 @@ from app.stack.prometheus_server import (
 )
 from tests.support import postgres as pg
 from tests.support.processes import free_port, running_fleetbed
-from tests.support.requirements import missing
+from tests.support.requirements import installed, missing
 
 REPO = Path(__file__).resolve().parents[2]
 LOCUSTFILE = REPO / "locustfiles" / "kettle.py"
-QUERIES = REPO / "monitoring" / "postgres_exporter" / "queries.yml"
 SERVICE_WORKERS = 2
 LOCUST_USERS = 20
 LOAD_S = 15.0
@@ -83,13 +88,6 @@ def background(args: list[str], log: Path, env: dict[str, str] | None = None) ->
         stop(process, 10)
 
 
-def exporter(*names: str) -> str:
-    found = next((path for path in map(shutil.which, names) if path), None)
-    if found is None:
-        missing(f"{names[0]} is not installed (Debian: apt-get install {names[0]})")
-    return found
-
-
 def wait_for(prometheus_url: str, exprs: list[str], timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     while True:
@@ -105,8 +103,8 @@ def wait_for(prometheus_url: str, exprs: list[str], timeout_s: float) -> None:
 def monitored_stack(postgres_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[MonitoredStack]:
     if prometheus_binary() is None:
         missing(INSTALL_HINT)
-    node_exporter = exporter("prometheus-node-exporter", "node_exporter")
-    postgres_exporter = exporter("prometheus-postgres-exporter", "postgres_exporter")
+    node_exporter = installed(*NODE_EXPORTER)
+    postgres_exporter = installed(*POSTGRES_EXPORTER)
     workdir = tmp_path_factory.mktemp("monitored")
     database_url = asyncio.run(pg.fresh_database(postgres_server))
     ports = {name: free_port() for name in ("service", "locust", "node", "postgres", "prometheus")}
@@ -125,20 +123,15 @@ def monitored_stack(postgres_server: str, tmp_path_factory: pytest.TempPathFacto
             stack.enter_context(running_fleetbed(["serve", "--no-migrate"], service_env, ports["service"]))
             stack.enter_context(
                 background(
-                    [node_exporter, f"--web.listen-address=127.0.0.1:{ports['node']}", "--collector.disable-defaults",
-                     "--collector.cpu", "--collector.meminfo", "--collector.loadavg"],
+                    node_exporter_args(node_exporter, f"127.0.0.1:{ports['node']}"),
                     workdir / "node-exporter.log",
                 )
             )  # fmt: skip
             stack.enter_context(
                 background(
-                    [
-                        postgres_exporter,
-                        f"--web.listen-address=127.0.0.1:{ports['postgres']}",
-                        f"--extend.query-path={QUERIES}",
-                    ],
+                    postgres_exporter_args(postgres_exporter, f"127.0.0.1:{ports['postgres']}"),
                     workdir / "postgres-exporter.log",
-                    {"DATA_SOURCE_NAME": f"{database_url}?sslmode=disable"},
+                    {"DATA_SOURCE_NAME": exporter_dsn(database_url)},
                 )
             )
             locust_target = None
