@@ -15,13 +15,13 @@ import math
 from dataclasses import replace
 from pathlib import Path
 
-import asyncpg
 import numpy as np
 import pytest
 
 from app.experiment.analysis import StepFigures
 from app.experiment.diagnosis import diagnose
 from app.experiment.hosts import HostEvidence
+from tests.support.db import plant_slow_inserts
 from tests.test_experiment import run_fleetbed
 
 
@@ -200,16 +200,7 @@ def test_a_saturated_generator_is_named_instead_of_the_service(tmp_path: Path) -
 
 
 async def test_slow_commits_are_named(pg_url: str, tmp_path: Path) -> None:
-    # The injected delay: every insert statement into measurement (one per group-commit batch) sleeps 150 ms.
-    conn = await asyncpg.connect(pg_url)
-    try:
-        await conn.execute(
-            "CREATE FUNCTION slow_insert() RETURNS trigger LANGUAGE plpgsql AS "
-            "$$ BEGIN PERFORM pg_sleep(0.15); RETURN NULL; END $$;"
-            "CREATE TRIGGER slow_insert BEFORE INSERT ON measurement FOR EACH STATEMENT EXECUTE FUNCTION slow_insert()"
-        )
-    finally:
-        await conn.close()
+    await plant_slow_inserts(pg_url)  # every insert batch sleeps 150 ms
     args = ["experiment", "--devices", "300", "--step-devices", "150", "--step-seconds", "10s", "--duration", "20s",
             "--interval", "1s", "--slo", "p95=5000, failures=0.2", "--no-prometheus",
             "--out", str(tmp_path / "run")]  # fmt: skip

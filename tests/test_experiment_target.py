@@ -9,9 +9,9 @@ import json
 import urllib.request
 from pathlib import Path
 
-import asyncpg
 import pytest
 
+from tests.support.db import plant_slow_inserts
 from tests.support.processes import free_port, running_fleetbed
 from tests.test_experiment import run_fleetbed
 
@@ -27,15 +27,7 @@ def run_records(service_url: str) -> list[dict[str, object]]:
 
 @pytest.mark.slow
 async def test_a_deployed_service_is_driven_and_its_slow_commits_named(pg_url: str, tmp_path: Path) -> None:
-    conn = await asyncpg.connect(pg_url)
-    try:
-        await conn.execute(
-            "CREATE FUNCTION slow_insert() RETURNS trigger LANGUAGE plpgsql AS "
-            "$$ BEGIN PERFORM pg_sleep(0.15); RETURN NULL; END $$;"
-            "CREATE TRIGGER slow_insert BEFORE INSERT ON measurement FOR EACH STATEMENT EXECUTE FUNCTION slow_insert()"
-        )
-    finally:
-        await conn.close()
+    await plant_slow_inserts(pg_url)  # every insert batch sleeps 150 ms
     port = free_port()
     env = {"FLEETBED_DATABASE_URL": pg_url, "FLEETBED_DATA_DIR": str(tmp_path / "service"), "FLEETBED_PORT": str(port),
            "FLEETBED_OPERATOR_TOKEN": TOKEN, "FLEETBED_COMMAND_INTERVAL_S": "1"}  # fmt: skip

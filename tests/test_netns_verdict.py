@@ -48,6 +48,7 @@ from app.stack.exporters import (
     postgres_exporter_args,
 )
 from tests.conftest import OPERATOR_TOKEN
+from tests.support.db import SLOW_INSERTS, SLOW_INSERTS_OFF
 from tests.support.netns import Host, compose_worker_command, locust, started, virtual_network, wait_for
 from tests.support.processes import fleetbed_command
 from tests.support.requirements import installed, missing
@@ -354,14 +355,12 @@ def slow_inserts(rehearsal: Rehearsal) -> Iterator[None]:
     psql = [str(PG_BIN / "psql"), rehearsal.database_url, "-v", "ON_ERROR_STOP=1", "-c"]
     rehearsal.hosts["database"].run(
         *psql,
-        "CREATE FUNCTION slow_insert() RETURNS trigger LANGUAGE plpgsql AS "
-        "$$ BEGIN PERFORM pg_sleep(0.15); RETURN NULL; END $$;"
-        "CREATE TRIGGER slow_insert BEFORE INSERT ON measurement FOR EACH STATEMENT EXECUTE FUNCTION slow_insert()",
+        SLOW_INSERTS,
     )
     try:
         yield
     finally:
-        rehearsal.hosts["database"].run(*psql, "DROP TRIGGER slow_insert ON measurement; DROP FUNCTION slow_insert()")
+        rehearsal.hosts["database"].run(*psql, SLOW_INSERTS_OFF)
 
 
 # The plants of one machine (tests/test_diagnosis.py), planted from the start: the service's settings (a service

@@ -37,3 +37,21 @@ async def stored_rows(url: str) -> dict[str, int]:
     for table in ("device", "measurement", "device_state", "command"):
         counts[table] = await scalar(url, f"SELECT count(*) FROM {table}")
     return counts
+
+
+# The slow-commit plant of the diagnosis tests: every insert statement into measurement (one per group-commit
+# batch) sleeps 150 ms; SLOW_INSERTS_OFF takes it away.
+SLOW_INSERTS = (
+    "CREATE FUNCTION slow_insert() RETURNS trigger LANGUAGE plpgsql AS "
+    "$$ BEGIN PERFORM pg_sleep(0.15); RETURN NULL; END $$;"
+    "CREATE TRIGGER slow_insert BEFORE INSERT ON measurement FOR EACH STATEMENT EXECUTE FUNCTION slow_insert()"
+)
+SLOW_INSERTS_OFF = "DROP TRIGGER slow_insert ON measurement; DROP FUNCTION slow_insert()"
+
+
+async def plant_slow_inserts(url: str) -> None:
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute(SLOW_INSERTS)
+    finally:
+        await conn.close()
